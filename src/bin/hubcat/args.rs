@@ -1,0 +1,204 @@
+//! Command-line arguments (clap derive) and their conversion into the library's config types.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use hubcat::config::{
+    DEFAULT_CHUNK_BYTES, DEFAULT_DIAL_TIMEOUT, DEFAULT_GRACE, DEFAULT_HOST, DEFAULT_MAX_LINE, DEFAULT_PORT,
+    DEFAULT_UDP_WAIT,
+};
+use hubcat::{ConnectConfig, Format, ServerConfig, Style};
+
+/// A multi-client TCP server and client: see, record or relay what many clients send.
+#[derive(Debug, Parser)]
+#[command(name = "hubcat", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+    /// Only print warnings and errors on stderr.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Print debug messages on stderr.
+    #[arg(short, long, global = true, conflicts_with = "quiet")]
+    pub verbose: bool,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Listen, accept many clients at once, and print what each one sends (data on stdout,
+    /// events on stderr).
+    Serve(ServeArgs),
+    /// Dial a server over TCP or UDP; send typed lines as `NAME says: ...` or piped input as is.
+    Connect(ConnectArgs),
+}
+
+/// Record formats, as named on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum FormatArg {
+    /// One line per line received, prefixed with the sender's address.
+    Lines,
+    /// Each read as <N:bytes>, like the textbook's improved server.
+    Chunks,
+    /// Each read as an xxd-style hex dump.
+    Hex,
+    /// One JSON object per line of data and per connection event.
+    Json,
+    /// The bytes as received, no prefix or escaping (for files and pipes).
+    Raw,
+}
+
+impl From<FormatArg> for Format {
+    fn from(arg: FormatArg) -> Format {
+        match arg {
+            FormatArg::Lines => Format::Lines,
+            FormatArg::Chunks => Format::Chunks,
+            FormatArg::Hex => Format::Hex,
+            FormatArg::Json => Format::Json,
+            FormatArg::Raw => Format::Raw,
+        }
+    }
+}
+
+/// Arguments of `hubcat serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Host to listen on: a name (every address it resolves to), an IPv4 or IPv6 address
+    /// (`::` = every interface, IPv4 too), or HOST:PORT; a lone number is taken as the port.
+    #[arg(default_value = DEFAULT_HOST)]
+    pub host: String,
+    /// Port to listen on, 50000 when not given; 0 picks a free one (printed at start).
+    pub port: Option<u16>,
+    /// How received data is printed.
+    #[arg(long, value_enum, default_value_t = FormatArg::Lines)]
+    pub format: FormatArg,
+    /// Put an RFC 3339 time in front of every record.
+    #[arg(long)]
+    pub timestamps: bool,
+    /// Bytes per read in the chunks and hex formats (the textbook uses 512 and 25).
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_CHUNK_BYTES)]
+    pub read_size: usize,
+    /// Longest line printed whole; longer lines come in pieces, each but the last ending in `\`.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_LINE)]
+    pub max_line: usize,
+    /// Send TEXT and a newline to each client when it connects.
+    #[arg(long, value_name = "TEXT")]
+    pub greeting: Option<String>,
+    /// Receive UDP datagrams instead of TCP connections.
+    #[arg(long, conflicts_with = "greeting")]
+    pub udp: bool,
+    /// After Ctrl-C or SIGTERM, how long clients may keep sending before they are closed.
+    #[arg(long, value_name = "DURATION", default_value_t = DEFAULT_GRACE.into())]
+    pub grace: humantime::Duration,
+    /// Append the data to FILE instead of stdout (flushed and fsync'd before exit).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    /// What to listen on: HOST and PORT, or a HOST:PORT or a lone PORT in HOST's place.
+    pub fn host_and_port(&self) -> (String, u16) {
+        if let Some(port) = self.port {
+            return (self.host.clone(), port);
+        }
+        if let Ok(port) = self.host.parse::<u16>() {
+            return (DEFAULT_HOST.to_string(), port);
+        }
+        split_host_port(&self.host).unwrap_or_else(|| (self.host.clone(), DEFAULT_PORT))
+    }
+
+    /// The validated server settings.
+    pub fn config(&self) -> Result<ServerConfig, clap::Error> {
+        let config = ServerConfig {
+            style: Style { format: self.format.into(), timestamps: self.timestamps },
+            read_size: self.read_size,
+            max_line: self.max_line,
+            greeting: self.greeting.as_ref().map(|text| format!("{text}\n").into_bytes()),
+            grace: self.grace.into(),
+        };
+        config.validate().map_err(usage_error)?;
+        Ok(config)
+    }
+}
+
+/// Arguments of `hubcat connect`.
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// Server host: a name (each address tried in turn), an IPv4 or IPv6 address, or HOST:PORT.
+    pub host: String,
+    /// Server port.
+    pub port: Option<u16>,
+    /// Use UDP: one datagram per line.
+    #[arg(long)]
+    pub udp: bool,
+    /// Send lines as `NAME says: LINE` (asked for when typing at a terminal); `Q` quits.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Give up a dial attempt after this long.
+    #[arg(long, value_name = "DURATION", default_value_t = DEFAULT_DIAL_TIMEOUT.into())]
+    pub timeout: humantime::Duration,
+    /// Retry a refused, timed-out or unreachable dial up to N times, with exponential backoff.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub retry: u32,
+    /// UDP: once the input has ended, wait this long for more replies.
+    #[arg(long, value_name = "DURATION", default_value_t = DEFAULT_UDP_WAIT.into())]
+    pub wait: humantime::Duration,
+}
+
+impl ConnectArgs {
+    /// The target: HOST and PORT, or HOST:PORT in HOST's place.
+    pub fn target(&self) -> Result<(String, u16), clap::Error> {
+        match self.port {
+            Some(port) => Ok((self.host.clone(), port)),
+            None => split_host_port(&self.host)
+                .ok_or_else(|| usage_error(format!("missing PORT: give `{} PORT` or HOST:PORT", self.host))),
+        }
+    }
+
+    /// The client settings.
+    pub fn config(&self) -> ConnectConfig {
+        ConnectConfig {
+            name: self.name.clone(),
+            dial_timeout: self.timeout.into(),
+            retries: self.retry,
+            udp_wait: self.wait.into(),
+        }
+    }
+}
+
+/// Splits `host:port`, `[v6]:port` or `v4:port`; `None` when there is no port.
+fn split_host_port(text: &str) -> Option<(String, u16)> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Some((addr.ip().to_string(), addr.port()));
+    }
+    let (host, port) = text.rsplit_once(':')?;
+    if host.contains(':') {
+        return None; // a bare IPv6 address, not host:port
+    }
+    Some((host.to_string(), port.parse().ok()?))
+}
+
+fn usage_error(message: impl std::fmt::Display) -> clap::Error {
+    Cli::command().error(clap::error::ErrorKind::ValueValidation, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_forms() {
+        assert_eq!(split_host_port("localhost:80"), Some(("localhost".into(), 80)));
+        assert_eq!(split_host_port("[::1]:3001"), Some(("::1".into(), 3001)));
+        assert_eq!(split_host_port("127.0.0.1:0"), Some(("127.0.0.1".into(), 0)));
+        assert_eq!(split_host_port("::1"), None);
+        assert_eq!(split_host_port("example.org"), None);
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

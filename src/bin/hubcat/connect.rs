@@ -1,0 +1,110 @@
+//! `hubcat connect`: dial, pick the session kind from the terminal and the flags, report.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use hubcat::client::{self, InputMode, SessionEnd};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tracing::info;
+
+use crate::args::ConnectArgs;
+use crate::fail;
+
+/// Exit code when the server closed or reset the connection before the user was done.
+const EXIT_SERVER_ENDED: u8 = 3;
+
+/// Dials and runs the session; see the module docs of `hubcat::client` for the behaviour.
+pub async fn connect(args: ConnectArgs) -> ExitCode {
+    let (host, port) = match args.target() {
+        Ok(target) => target,
+        Err(err) => err.exit(),
+    };
+    let config = args.config();
+    let interactive = std::io::stdin().is_terminal();
+    let escape = std::io::stdout().is_terminal();
+    let mut input = BufReader::new(tokio::io::stdin());
+    let output = tokio::io::stdout();
+    let transport = if args.udp { "udp " } else { "" };
+
+    let outcome = if args.udp {
+        let socket = match client::dial_udp(&host, port).await {
+            Ok(socket) => socket,
+            Err(err) => return fail(err),
+        };
+        let peer = socket.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| format!("{host}:{port}"));
+        let Some(mode) = input_mode(&mut input, config.name.clone(), interactive, &peer, transport).await
+        else {
+            return ExitCode::SUCCESS;
+        };
+        client::udp_session(socket, input, output, mode, escape, config.udp_wait).await.map_err(|e| (peer, e))
+    } else {
+        let stream = match client::dial_tcp(&host, port, &config).await {
+            Ok(stream) => stream,
+            Err(err) => return fail(err),
+        };
+        let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| format!("{host}:{port}"));
+        let Some(mode) = input_mode(&mut input, config.name.clone(), interactive, &peer, transport).await
+        else {
+            return ExitCode::SUCCESS;
+        };
+        client::tcp_session(stream, input, output, mode, escape).await.map_err(|e| (peer, e))
+    };
+    match outcome {
+        Ok(SessionEnd::Finished) => ExitCode::SUCCESS,
+        Ok(SessionEnd::ClosedByServer) => server_ended("the server closed the connection"),
+        Ok(SessionEnd::ResetByServer) => server_ended("the server reset the connection"),
+        Err((peer, err)) if err.kind() == std::io::ErrorKind::ConnectionRefused => {
+            fail(format_args!("no {transport}server at {peer}: connection refused (is the server running?)"))
+        }
+        Err((peer, err)) => {
+            fail(format_args!("{transport}session with {peer}: {}", hubcat::error::reason(&err)))
+        }
+    }
+}
+
+fn server_ended(what: &str) -> ExitCode {
+    eprintln!("hubcat: {what}");
+    ExitCode::from(EXIT_SERVER_ENDED)
+}
+
+/// Named lines when a name is given or the user types at a terminal (asking for the name if
+/// needed), raw bytes otherwise. `None` when the input ends before a name is given.
+async fn input_mode<R>(
+    input: &mut BufReader<R>,
+    name: Option<String>,
+    interactive: bool,
+    peer: &str,
+    transport: &str,
+) -> Option<InputMode>
+where
+    R: tokio::io::AsyncRead + Unpin,
+{
+    if !interactive {
+        return Some(name.map_or(InputMode::Raw, InputMode::Named));
+    }
+    let name = match name {
+        Some(name) => name,
+        None => ask_name(input).await?,
+    };
+    info!("connected to {transport}{peer} as {name}; type lines to send, Q to quit");
+    Some(InputMode::Named(name))
+}
+
+async fn ask_name<R>(input: &mut BufReader<R>) -> Option<String>
+where
+    R: tokio::io::AsyncRead + Unpin,
+{
+    let mut stderr = tokio::io::stderr();
+    loop {
+        let _ = stderr.write_all(b"What is your name? ").await;
+        let _ = stderr.flush().await;
+        let mut line = String::new();
+        if input.read_line(&mut line).await.ok()? == 0 {
+            return None;
+        }
+        let name = line.trim();
+        if !name.is_empty() {
+            return Some(name.to_string());
+        }
+    }
+}

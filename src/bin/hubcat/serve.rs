@@ -1,0 +1,113 @@
+//! `hubcat serve`: bind, start the sink, wire signals to the shutdown handle, report.
+
+use std::process::ExitCode;
+
+use hubcat::addr::{bind_tcp, bind_udp, resolve};
+use hubcat::output::SinkError;
+use hubcat::server::{self, ServeError};
+use hubcat::{Shutdown, Sink, Target};
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::info;
+
+use crate::args::ServeArgs;
+use crate::fail;
+
+/// Runs the server until a signal, then drains and prints the summary.
+pub async fn serve(args: ServeArgs) -> ExitCode {
+    let config = match args.config() {
+        Ok(config) => config,
+        Err(err) => err.exit(),
+    };
+    let (host, port) = args.host_and_port();
+    let addrs = match resolve(&host, port).await {
+        Ok(addrs) => addrs,
+        Err(err) => return fail(err),
+    };
+    let target = match &args.output {
+        Some(path) => Target::File(path.clone()),
+        None => Target::Stdout,
+    };
+    let sink = match Sink::start(target) {
+        Ok(sink) => sink,
+        Err(err) => {
+            return fail(format_args!("cannot open {}: {}", output_name(&args), hubcat::error::reason(&err)));
+        }
+    };
+    let shutdown = Shutdown::new();
+    if let Err(err) = watch_signals(shutdown.clone()) {
+        return fail(format_args!("cannot install signal handlers: {err}"));
+    }
+    let result = if args.udp {
+        let sockets =
+            match bind_udp(&addrs).and_then(|s| into_tokio(s, tokio::net::UdpSocket::from_std, &addrs)) {
+                Ok(sockets) => sockets,
+                Err(err) => return fail(err),
+            };
+        for socket in &sockets {
+            if let Ok(addr) = socket.local_addr() {
+                info!("listening on udp {addr}");
+            }
+        }
+        server::run_udp(sockets, config, sink, shutdown).await
+    } else {
+        let listeners =
+            match bind_tcp(&addrs).and_then(|l| into_tokio(l, tokio::net::TcpListener::from_std, &addrs)) {
+                Ok(listeners) => listeners,
+                Err(err) => return fail(err),
+            };
+        for listener in &listeners {
+            if let Ok(addr) = listener.local_addr() {
+                info!("listening on {addr}");
+            }
+        }
+        server::run(listeners, config, sink, shutdown).await
+    };
+    match result {
+        Ok(summary) => {
+            info!("{summary}");
+            ExitCode::SUCCESS
+        }
+        // `hubcat serve | head`: the reader has what it wanted; stop quietly, like other tools.
+        Err(ServeError::Output(SinkError::Closed)) => ExitCode::SUCCESS,
+        Err(err) => fail(err),
+    }
+}
+
+fn output_name(args: &ServeArgs) -> String {
+    args.output.as_ref().map_or_else(|| "standard output".into(), |p| p.display().to_string())
+}
+
+/// Registers std sockets with the runtime.
+fn into_tokio<S, T>(
+    sockets: Vec<S>,
+    convert: fn(S) -> std::io::Result<T>,
+    addrs: &[std::net::SocketAddr],
+) -> Result<Vec<T>, hubcat::NetError> {
+    sockets
+        .into_iter()
+        .zip(addrs)
+        .map(|(socket, &addr)| convert(socket).map_err(|source| hubcat::NetError::Listen { addr, source }))
+        .collect()
+}
+
+/// First SIGINT or SIGTERM: drain. Second: exit at once with 130.
+fn watch_signals(shutdown: Shutdown) -> std::io::Result<()> {
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    tokio::spawn(async move {
+        for round in 0.. {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+            if round == 0 {
+                info!("shutting down: no new connections; signal again to stop at once");
+                shutdown.trigger();
+            } else {
+                eprintln!("error: stopped at once by a second signal; data still queued is lost");
+                std::process::exit(130);
+            }
+        }
+    });
+    Ok(())
+}

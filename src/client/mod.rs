@@ -1,0 +1,95 @@
+//! `hubcat connect`: resolve, dial with a timeout and retries, then run a session.
+
+mod tcp;
+mod udp;
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::{TcpStream, UdpSocket};
+use tracing::warn;
+
+pub use tcp::tcp_session;
+pub use udp::udp_session;
+
+use crate::addr::{resolve, unspecified_for};
+use crate::config::{ConnectConfig, DIAL_RETRY_FIRST, DIAL_RETRY_MAX};
+use crate::error::{NetError, dial_timed_out, is_transient_dial, reason};
+
+/// What is sent for each line of input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InputMode {
+    /// `NAME says: LINE` per line, `\r\n` trimmed; the line `Q` ends the session.
+    Named(String),
+    /// The input verbatim; at its end the sending side is closed and the reply read to its end.
+    Raw,
+}
+
+/// How a session that did not fail ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// The user quit, or the input ended and the exchange completed.
+    Finished,
+    /// The server closed the connection while the user was still sending.
+    ClosedByServer,
+    /// The server reset the connection.
+    ResetByServer,
+}
+
+/// Dials `host:port` over TCP: every resolved address in turn, each bounded by the dial timeout,
+/// and the whole round retried with exponential backoff while failures are transient.
+pub async fn dial_tcp(host: &str, port: u16, config: &ConnectConfig) -> Result<TcpStream, NetError> {
+    let addrs = resolve(host, port).await?;
+    let mut pause = DIAL_RETRY_FIRST;
+    let mut attempt = 0;
+    loop {
+        let (addr, err) = match try_each(&addrs, config.dial_timeout).await {
+            Ok(stream) => return Ok(stream),
+            Err(failure) => failure,
+        };
+        if attempt >= config.retries || !is_transient_dial(&err) {
+            return Err(NetError::Connect { addr, source: err });
+        }
+        attempt += 1;
+        warn!(
+            "cannot connect to {addr}: {}; retrying in {} (retry {attempt} of {})",
+            reason(&err),
+            humantime::format_duration(pause),
+            config.retries
+        );
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(DIAL_RETRY_MAX);
+    }
+}
+
+/// Tries each address once; returns the first connection, or the last failure.
+async fn try_each(addrs: &[SocketAddr], limit: Duration) -> Result<TcpStream, (SocketAddr, io::Error)> {
+    let mut failure = (SocketAddr::from(([0, 0, 0, 0], 0)), no_address());
+    for &addr in addrs {
+        let err = match tokio::time::timeout(limit, TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => return Ok(stream),
+            Ok(Err(err)) => err,
+            Err(_) => dial_timed_out(limit),
+        };
+        failure = (addr, err);
+    }
+    Err(failure)
+}
+
+fn no_address() -> io::Error {
+    io::Error::new(io::ErrorKind::NotFound, "no address to try")
+}
+
+/// Opens a UDP socket connected to the first address of `host:port` (UDP has no handshake,
+/// so there is nothing to fall back on).
+pub async fn dial_udp(host: &str, port: u16) -> Result<UdpSocket, NetError> {
+    let addr = resolve(host, port).await?[..]
+        .first()
+        .copied()
+        .ok_or_else(|| NetError::Resolve { host: host.to_string(), source: no_address() })?;
+    let fail = |source| NetError::Connect { addr, source };
+    let socket = UdpSocket::bind(unspecified_for(addr)).await.map_err(fail)?;
+    socket.connect(addr).await.map_err(fail)?;
+    Ok(socket)
+}

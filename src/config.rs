@@ -1,0 +1,109 @@
+//! Validated settings for each subcommand; every limit, size and timeout is named here once.
+
+use std::time::Duration;
+
+use crate::output::Style;
+
+/// Host `hubcat serve` listens on when none is given: loopback, so nothing is exposed by default.
+pub const DEFAULT_HOST: &str = "127.0.0.1";
+/// Port `hubcat serve` listens on when none is given (the textbook's local port).
+pub const DEFAULT_PORT: u16 = 50000;
+
+/// Size of each worker's read buffer. Bounds one read, hence one record batch, hence the sink
+/// queue's memory: worst case about 40 output bytes per input byte (1-byte lines, IPv6 peers and
+/// timestamps), so 64 batches stay under 40 MiB; a typical batch is about 20 KiB.
+pub const READ_BUFFER_BYTES: usize = 16 * 1024;
+/// Read size of the `chunks` and `hex` formats when `--read-size` is not given (the textbook's 512).
+pub const DEFAULT_CHUNK_BYTES: usize = 512;
+/// Largest `--read-size` accepted.
+pub const MAX_READ_SIZE: usize = READ_BUFFER_BYTES;
+/// Longest line kept whole; longer ones are emitted in marked pieces.
+pub const DEFAULT_MAX_LINE: usize = 64 * 1024;
+/// Largest datagram hubcat receives (the UDP maximum).
+pub const MAX_DATAGRAM_BYTES: usize = 65_536;
+
+/// Record batches queued for the sink's writer before connection tasks must wait.
+pub const SINK_QUEUE_DEPTH: usize = 64;
+/// The writer gathers queued batches up to this size into one write.
+pub const SINK_BATCH_BYTES: usize = 256 * 1024;
+
+/// Listen backlog requested (the kernel caps it at `net.core.somaxconn`).
+pub const LISTEN_BACKLOG: i32 = 4096;
+/// First pause after a transient accept error; doubles on each further error.
+pub const ACCEPT_BACKOFF_FIRST: Duration = Duration::from_millis(5);
+/// Longest pause between accept attempts while the error lasts.
+pub const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// How long after a shutdown request connections may still send before they are closed.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
+
+/// How long `hubcat connect` waits for a dial by default (Go's `net.Dial` waits forever).
+pub const DEFAULT_DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+/// First pause before retrying a transient dial failure; doubles on each retry.
+pub const DIAL_RETRY_FIRST: Duration = Duration::from_millis(250);
+/// Longest pause between dial retries.
+pub const DIAL_RETRY_MAX: Duration = Duration::from_secs(8);
+/// How long a piped UDP client waits for more replies after its input has ended.
+pub const DEFAULT_UDP_WAIT: Duration = Duration::from_secs(1);
+/// How long an interactive client waits for the server to finish after the user quits.
+pub const QUIT_LINGER: Duration = Duration::from_secs(1);
+/// The line that ends an interactive session (the textbook's `Q`).
+pub const QUIT_WORD: &str = "Q";
+
+/// Settings of `hubcat serve`.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Record format and whether records carry a time.
+    pub style: Style,
+    /// Bytes per read in the `chunks` and `hex` formats.
+    pub read_size: usize,
+    /// Longest line kept whole (`lines`, `json` and `raw` formats).
+    pub max_line: usize,
+    /// Sent, followed by a newline, to each client when it connects.
+    pub greeting: Option<Vec<u8>>,
+    /// How long clients may keep sending after a shutdown request.
+    pub grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            style: Style::default(),
+            read_size: DEFAULT_CHUNK_BYTES,
+            max_line: DEFAULT_MAX_LINE,
+            greeting: None,
+            grace: DEFAULT_GRACE,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Checks the settings that the type system cannot; the message names the option to fix.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.read_size == 0 || self.read_size > MAX_READ_SIZE {
+            return Err(format!("--read-size must be between 1 and {MAX_READ_SIZE} bytes"));
+        }
+        if self.max_line == 0 {
+            return Err("--max-line must be at least 1 byte".into());
+        }
+        Ok(())
+    }
+}
+
+/// Settings of `hubcat connect`.
+#[derive(Clone, Debug)]
+pub struct ConnectConfig {
+    /// Send lines as `NAME says: LINE`; asked for interactively when not given.
+    pub name: Option<String>,
+    /// Upper bound on one dial attempt.
+    pub dial_timeout: Duration,
+    /// How many times a transient dial failure is retried.
+    pub retries: u32,
+    /// UDP: how long to wait for replies once the input has ended.
+    pub udp_wait: Duration,
+}
+
+impl Default for ConnectConfig {
+    fn default() -> Self {
+        Self { name: None, dial_timeout: DEFAULT_DIAL_TIMEOUT, retries: 0, udp_wait: DEFAULT_UDP_WAIT }
+    }
+}

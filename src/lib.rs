@@ -1,0 +1,30 @@
+//! hubcat: a multi-client TCP server and client for seeing, recording and relaying what many
+//! clients send; the textbook Go server and client of `tcp-server-textbook.txt`, done properly.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`config`] | validated settings; every limit and timeout, named once |
+//! | [`addr`] | host/port resolution, binding (dual-stack, shared port 0) |
+//! | [`error`] | error classes (transient or not) and one-line messages |
+//! | [`shutdown`] | the handle that asks a server or client to stop |
+//! | [`framing`] | line splitting with a maximum length, no I/O |
+//! | [`output`] | record formats, escaping, the sink's single writer |
+//! | [`server`] | `hubcat serve`: accept loop, connections, drain |
+//! | [`client`] | `hubcat connect`: dial with retries, interactive and piped sessions |
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod addr;
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod framing;
+pub mod output;
+pub mod server;
+pub mod shutdown;
+
+pub use config::{ConnectConfig, ServerConfig};
+pub use error::NetError;
+pub use output::{Format, Sink, Style, Target};
+pub use server::Summary;
+pub use shutdown::Shutdown;

@@ -1,0 +1,222 @@
+//! The sink's single writer (DESIGN invariant 2): one thread owns stdout or the output file.
+//!
+//! Connection tasks send whole records over a bounded channel; a full channel makes them wait,
+//! which stops their reads, which lets TCP flow control slow the clients, so nothing read is
+//! dropped. The writer drains everything queued into one batch and writes it, so an interactive
+//! line appears at once while a flood goes out in large writes.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{SINK_BATCH_BYTES, SINK_QUEUE_DEPTH};
+
+/// Where the records go.
+#[derive(Clone, Debug)]
+pub enum Target {
+    /// The process's standard output.
+    Stdout,
+    /// A file, appended to, flushed and fsync'd when the sink finishes.
+    File(PathBuf),
+    /// An in-memory buffer (tests, embedding).
+    Memory(Capture),
+}
+
+/// A shared in-memory buffer that a [`Target::Memory`] sink appends to.
+#[derive(Clone, Debug, Default)]
+pub struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Capture {
+    /// Everything written so far, as text (invalid UTF-8 replaced).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes()).into_owned()
+    }
+
+    /// Everything written so far.
+    pub fn bytes(&self) -> Vec<u8> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+}
+
+/// Why the sink stopped writing.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// The reader of stdout went away (`hubcat serve | head`): a normal way to stop.
+    #[error("standard output was closed by its reader")]
+    Closed,
+    /// Any other write, flush or sync failure.
+    #[error("cannot write to {target}: {source}")]
+    Write {
+        /// What was being written (`standard output` or the file name).
+        target: String,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The sending half: cheap to clone, one per producer.
+pub type RecordSender = mpsc::Sender<Vec<u8>>;
+
+/// A running sink: its channel, and a way to learn that it failed or finished.
+pub struct Sink {
+    tx: RecordSender,
+    failed: CancellationToken,
+    done: oneshot::Receiver<Result<(), SinkError>>,
+}
+
+impl Sink {
+    /// Opens the target and starts the writer thread.
+    pub fn start(target: Target) -> io::Result<Sink> {
+        let (name, out) = open(&target)?;
+        let (tx, rx) = mpsc::channel(SINK_QUEUE_DEPTH);
+        let failed = CancellationToken::new();
+        let (done_tx, done) = oneshot::channel();
+        let writer = Writer { out, name, rx, failed: failed.clone() };
+        thread::Builder::new().name("hubcat-writer".into()).spawn(move || {
+            let _ = done_tx.send(writer.run());
+        })?;
+        Ok(Sink { tx, failed, done })
+    }
+
+    /// A sender for records; the writer stops once every sender is dropped.
+    pub fn sender(&self) -> RecordSender {
+        self.tx.clone()
+    }
+
+    /// Cancelled when the writer stops because of an error (closed stdout, full disk).
+    pub fn failed(&self) -> CancellationToken {
+        self.failed.clone()
+    }
+
+    /// Waits until every sender is gone and everything queued is written (and synced, for a file).
+    pub async fn finish(self) -> Result<(), SinkError> {
+        drop(self.tx);
+        self.done.await.unwrap_or(Ok(()))
+    }
+}
+
+/// What the writer thread writes into.
+enum Out {
+    File { file: File, sync: bool },
+    Memory(Capture),
+}
+
+impl Out {
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Out::File { file, .. } => file.write_all(bytes),
+            Out::Memory(capture) => {
+                capture.0.lock().unwrap_or_else(PoisonError::into_inner).extend_from_slice(bytes);
+                Ok(())
+            }
+        }
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        match self {
+            Out::File { file, sync: true } => file.sync_all(),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn open(target: &Target) -> io::Result<(String, Out)> {
+    Ok(match target {
+        // A duplicate of fd 1 as a File: unbuffered, so our batches are the only buffering.
+        Target::Stdout => {
+            let file = File::from(io::stdout().as_fd().try_clone_to_owned()?);
+            ("standard output".to_string(), Out::File { file, sync: false })
+        }
+        Target::File(path) => (display(path), Out::File { file: append(path)?, sync: true }),
+        Target::Memory(capture) => ("memory".to_string(), Out::Memory(capture.clone())),
+    })
+}
+
+fn append(path: &Path) -> io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+fn display(path: &Path) -> String {
+    path.display().to_string()
+}
+
+struct Writer {
+    out: Out,
+    name: String,
+    rx: mpsc::Receiver<Vec<u8>>,
+    failed: CancellationToken,
+}
+
+impl Writer {
+    fn run(mut self) -> Result<(), SinkError> {
+        let result = self.copy_all();
+        if result.is_err() {
+            // Producers see a closed channel at once instead of waiting on a dead writer.
+            self.rx.close();
+            self.failed.cancel();
+        }
+        result
+    }
+
+    fn copy_all(&mut self) -> Result<(), SinkError> {
+        let mut batch = Vec::with_capacity(SINK_BATCH_BYTES);
+        while let Some(first) = self.rx.blocking_recv() {
+            batch.extend_from_slice(&first);
+            while batch.len() < SINK_BATCH_BYTES {
+                match self.rx.try_recv() {
+                    Ok(more) => batch.extend_from_slice(&more),
+                    Err(_) => break,
+                }
+            }
+            self.out.write_all(&batch).map_err(|e| self.error(e))?;
+            batch.clear();
+        }
+        self.out.finish().map_err(|e| self.error(e))
+    }
+
+    fn error(&self, source: io::Error) -> SinkError {
+        if source.kind() == io::ErrorKind::BrokenPipe {
+            SinkError::Closed
+        } else {
+            SinkError::Write { target: self.name.clone(), source }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn writes_everything_in_order_then_finishes() {
+        let capture = Capture::default();
+        let sink = Sink::start(Target::Memory(capture.clone())).expect("memory sink starts");
+        let tx = sink.sender();
+        for i in 0..1000 {
+            tx.send(format!("line {i}\n").into_bytes()).await.expect("writer is alive");
+        }
+        drop(tx);
+        sink.finish().await.expect("finishes cleanly");
+        let text = capture.text();
+        assert_eq!(text.lines().count(), 1000);
+        assert!(text.lines().enumerate().all(|(i, l)| l == format!("line {i}")));
+    }
+
+    #[tokio::test]
+    async fn a_file_is_appended_to() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("out.log");
+        std::fs::write(&path, "before\n").expect("seed file");
+        let sink = Sink::start(Target::File(path.clone())).expect("file sink starts");
+        sink.sender().send(b"after\n".to_vec()).await.expect("writer is alive");
+        sink.finish().await.expect("finishes cleanly");
+        assert_eq!(std::fs::read_to_string(&path).expect("read back"), "before\nafter\n");
+    }
+}

@@ -1,0 +1,101 @@
+//! `hubcat serve`: accept clients on bound listeners, one task per connection, records to one
+//! sink; on shutdown stop accepting, drain connections within the grace period, flush, summarise.
+
+mod accept;
+mod handler;
+mod registry;
+mod stats;
+mod udp;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub use stats::Summary;
+pub use udp::run_udp;
+
+use crate::config::ServerConfig;
+use crate::error::NetError;
+use crate::output::{RecordSender, Sink, SinkError};
+use crate::shutdown::Shutdown;
+use registry::{Phase, Registry};
+use stats::Stats;
+
+/// Why the server stopped other than by request.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A listener failed for good.
+    #[error(transparent)]
+    Net(#[from] NetError),
+    /// The output could not be written.
+    #[error(transparent)]
+    Output(#[from] SinkError),
+}
+
+/// State every connection task shares (behind one `Arc`, so a task holds one pointer to it).
+#[derive(Debug)]
+struct Shared {
+    config: ServerConfig,
+    records: RecordSender,
+    registry: Registry,
+    stats: Stats,
+    next_id: AtomicU64,
+}
+
+/// Serves TCP clients on `listeners` until `shutdown` is triggered or the output fails, then
+/// drains: stops accepting, lets connections send for the grace period, closes the rest,
+/// and waits until everything read is written to `sink`.
+pub async fn run(
+    listeners: Vec<TcpListener>,
+    config: ServerConfig,
+    sink: Sink,
+    shutdown: Shutdown,
+) -> Result<Summary, ServeError> {
+    let grace = config.grace;
+    let shared = Arc::new(Shared {
+        config,
+        records: sink.sender(),
+        registry: Registry::default(),
+        stats: Stats::default(),
+        next_id: AtomicU64::new(1),
+    });
+    let stop_accepting = CancellationToken::new();
+    let mut accepting = JoinSet::new();
+    for listener in listeners {
+        accepting.spawn(accept::accept_loop(listener, Arc::clone(&shared), stop_accepting.clone()));
+    }
+    let output_failed = sink.failed();
+    let mut fatal = None;
+    tokio::select! {
+        _ = shutdown.triggered() => {}
+        _ = output_failed.cancelled() => {}
+        Some(Ok(Err(err))) = accepting.join_next() => fatal = Some(err),
+    }
+    stop_accepting.cancel();
+    // Every listener is dropped before draining, so new clients are refused rather than queued.
+    while accepting.join_next().await.is_some() {}
+    let grace = if output_failed.is_cancelled() { Default::default() } else { grace };
+    let cut_off = drain(&shared.registry, grace).await;
+    let summary = shared.stats.summary(cut_off);
+    drop(shared);
+    sink.finish().await?;
+    match fatal {
+        Some(err) => Err(err.into()),
+        None => Ok(summary),
+    }
+}
+
+/// Lets connections finish within `grace`, then closes the rest; returns how many were cut off.
+async fn drain(registry: &Registry, grace: std::time::Duration) -> u64 {
+    registry.advance(Phase::Draining);
+    if tokio::time::timeout(grace, registry.wait_empty()).await.is_ok() {
+        return 0;
+    }
+    let cut_off = registry.len() as u64;
+    registry.advance(Phase::Closing);
+    registry.wait_empty().await;
+    cut_off
+}

@@ -1,0 +1,101 @@
+//! Server-wide counters and the summary printed at exit.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counters shared by every connection; each connection adds its totals once, when it ends.
+#[derive(Debug, Default)]
+pub struct Stats {
+    connections: AtomicU64,
+    datagrams: AtomicU64,
+    bytes: AtomicU64,
+    lines: AtomicU64,
+}
+
+impl Stats {
+    /// Counts a finished connection and what it sent.
+    pub fn add_connection(&self, bytes: u64, lines: u64) {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+        self.add_data(bytes, lines);
+    }
+
+    /// Counts one datagram and what it held.
+    pub fn add_datagram(&self, bytes: u64, lines: u64) {
+        self.datagrams.fetch_add(1, Ordering::Relaxed);
+        self.add_data(bytes, lines);
+    }
+
+    fn add_data(&self, bytes: u64, lines: u64) {
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.lines.fetch_add(lines, Ordering::Relaxed);
+    }
+
+    /// The totals so far.
+    pub fn summary(&self, cut_off: u64) -> Summary {
+        Summary {
+            connections: self.connections.load(Ordering::Relaxed),
+            datagrams: self.datagrams.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            lines: self.lines.load(Ordering::Relaxed),
+            cut_off,
+        }
+    }
+}
+
+/// What a server did in its life, printed as one line when it stops.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// TCP connections served to the end.
+    pub connections: u64,
+    /// UDP datagrams received.
+    pub datagrams: u64,
+    /// Bytes received.
+    pub bytes: u64,
+    /// Lines received.
+    pub lines: u64,
+    /// Connections still open when the grace period ended, closed by the server.
+    pub cut_off: u64,
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.datagrams > 0 || self.connections == 0 && self.bytes > 0 {
+            write!(f, "received {} in {}", plural(self.datagrams, "datagram"), plural(self.bytes, "byte"))?;
+        } else {
+            write!(
+                f,
+                "served {}; received {}",
+                plural(self.connections, "connection"),
+                plural(self.bytes, "byte")
+            )?;
+        }
+        write!(f, " and {}", plural(self.lines, "line"))?;
+        if self.cut_off > 0 {
+            write!(f, "; {} still open at the end of the grace period", plural(self.cut_off, "connection"))?;
+        }
+        Ok(())
+    }
+}
+
+/// `1 line`, `2 lines`.
+pub(crate) fn plural(count: u64, noun: &str) -> String {
+    if count == 1 { format!("1 {noun}") } else { format!("{count} {noun}s") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_reads_well() {
+        let tcp = Summary { connections: 3, bytes: 96, lines: 3, ..Summary::default() };
+        assert_eq!(tcp.to_string(), "served 3 connections; received 96 bytes and 3 lines");
+        let cut = Summary { connections: 1, bytes: 1, lines: 1, cut_off: 1, ..Summary::default() };
+        assert_eq!(
+            cut.to_string(),
+            "served 1 connection; received 1 byte and 1 line; 1 connection still open at the end of the grace period"
+        );
+        let udp = Summary { datagrams: 2, bytes: 10, lines: 2, ..Summary::default() };
+        assert_eq!(udp.to_string(), "received 2 datagrams in 10 bytes and 2 lines");
+    }
+}

@@ -1,0 +1,37 @@
+//! The shutdown handle: the caller (the binary's signal handler, or a test) triggers it, the
+//! library reacts. The library never installs signal handlers itself.
+
+use tokio_util::sync::CancellationToken;
+
+/// Asks a running server or client to stop. Clones share the same state.
+#[derive(Clone, Debug, Default)]
+pub struct Shutdown {
+    token: CancellationToken,
+}
+
+impl Shutdown {
+    /// A handle that has not been triggered.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Requests shutdown; every clone sees it.
+    pub fn trigger(&self) {
+        self.token.cancel();
+    }
+
+    /// True once shutdown was requested.
+    pub fn is_triggered(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
+    /// Completes when shutdown is requested.
+    pub async fn triggered(&self) {
+        self.token.cancelled().await;
+    }
+
+    /// A child handle: triggered by this one, or on its own without affecting this one.
+    pub fn child(&self) -> Shutdown {
+        Shutdown { token: self.token.child_token() }
+    }
+}
