@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use hubcat::client::{self, InputMode, SessionEnd};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tracing::info;
 
 use crate::args::ConnectArgs;
 use crate::fail;
@@ -86,7 +85,7 @@ where
         Some(name) => name,
         None => ask_name(input).await?,
     };
-    info!("connected to {transport}{peer} as {name}; type lines to send, Q to quit");
+    eprintln!("connected to {transport}{peer} as {name}; type lines to send, Q to quit");
     Some(InputMode::Named(name))
 }
 
