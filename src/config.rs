@@ -11,8 +11,9 @@ pub const DEFAULT_PORT: u16 = 50000;
 
 /// Size of each worker's read buffer. Bounds one read, hence one record batch, hence the sink
 /// queue's memory: worst case about 40 output bytes per input byte (1-byte lines, IPv6 peers and
-/// timestamps), so 64 batches stay under 40 MiB; a typical batch is about 20 KiB.
-pub const READ_BUFFER_BYTES: usize = 16 * 1024;
+/// timestamps), so the queued batches stay under 40 MiB; a typical batch is about 80 KiB.
+/// 64 KiB reads measured 10-20% faster than 16 KiB ones in `hubcat bench ingest`.
+pub const READ_BUFFER_BYTES: usize = 64 * 1024;
 /// Read size of the `chunks` and `hex` formats when `--read-size` is not given (the textbook's 512).
 pub const DEFAULT_CHUNK_BYTES: usize = 512;
 /// Largest `--read-size` accepted.
@@ -22,8 +23,8 @@ pub const DEFAULT_MAX_LINE: usize = 64 * 1024;
 /// Largest datagram hubcat receives (the UDP maximum).
 pub const MAX_DATAGRAM_BYTES: usize = 65_536;
 
-/// Record batches queued for the sink's writer before connection tasks must wait.
-pub const SINK_QUEUE_DEPTH: usize = 64;
+/// Record batches (one per read) queued for the sink's writer before connection tasks must wait.
+pub const SINK_QUEUE_DEPTH: usize = 16;
 /// The writer gathers queued batches up to this size into one write.
 pub const SINK_BATCH_BYTES: usize = 256 * 1024;
 

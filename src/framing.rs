@@ -5,6 +5,25 @@
 
 use memchr::{memchr, memrchr};
 
+use crate::scan::plain_prefix_len;
+
+/// One line (its `\n` or `\r\n` ending removed), or one piece of an over-long line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Line<'a> {
+    /// The bytes of the line or piece.
+    pub bytes: &'a [u8],
+    /// Whether more of the same line follows.
+    pub piece: Piece,
+    /// True when every byte is known to need no escaping (false means not checked).
+    pub plain: bool,
+}
+
+impl<'a> Line<'a> {
+    fn new(bytes: &'a [u8], piece: Piece) -> Self {
+        Line { bytes, piece, plain: false }
+    }
+}
+
 /// How a piece of input relates to the line it belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Piece {
@@ -38,7 +57,7 @@ impl Framer {
     }
 
     /// Feeds one read; `emit` gets every complete line (ending removed) or over-long piece.
-    pub fn lines(&mut self, mut data: &[u8], max_line: usize, mut emit: impl FnMut(&[u8], Piece)) {
+    pub fn lines(&mut self, mut data: &[u8], max_line: usize, mut emit: impl FnMut(Line<'_>)) {
         let max_line = max_line.max(1);
         if !self.pending.is_empty() {
             let Some(nl) = memchr(b'\n', data) else {
@@ -54,27 +73,35 @@ impl Framer {
             self.emit_pending(max_line, &mut emit);
             data = &data[nl + 1..];
         }
-        while let Some(nl) = memchr(b'\n', data) {
+        loop {
+            // One pass over a line usually finds both its end and that it needs no escaping.
+            let plain = plain_prefix_len(data);
+            if data.get(plain) == Some(&b'\n') && plain <= max_line {
+                emit(Line { bytes: &data[..plain], piece: Piece::End, plain: true });
+                data = &data[plain + 1..];
+                continue;
+            }
+            let Some(nl) = memchr(b'\n', &data[plain..]).map(|at| plain + at) else { break };
             let mut line = strip_cr(&data[..nl]);
             while line.len() > max_line {
-                emit(&line[..max_line], Piece::Continued);
+                emit(Line::new(&line[..max_line], Piece::Continued));
                 line = &line[max_line..];
             }
-            emit(line, Piece::End);
+            emit(Line::new(line, Piece::End));
             data = &data[nl + 1..];
         }
         self.fill_pending(data, max_line, &mut emit);
     }
 
     /// Emits the unterminated last line, if any (the peer left without a final newline).
-    pub fn finish_lines(&mut self, max_line: usize, mut emit: impl FnMut(&[u8], Piece)) {
+    pub fn finish_lines(&mut self, max_line: usize, mut emit: impl FnMut(Line<'_>)) {
         if !self.pending.is_empty() {
             self.emit_pending(max_line.max(1), &mut emit);
         }
     }
 
     /// Appends newline-free bytes to the unfinished line, emitting a piece whenever it is full.
-    fn fill_pending(&mut self, mut data: &[u8], max_line: usize, emit: &mut impl FnMut(&[u8], Piece)) {
+    fn fill_pending(&mut self, mut data: &[u8], max_line: usize, emit: &mut impl FnMut(Line<'_>)) {
         while !data.is_empty() {
             if self.pending.len() >= max_line {
                 if data == b"\r" && self.pending.len() == max_line {
@@ -82,7 +109,7 @@ impl Framer {
                     self.pending.push(b'\r');
                     return;
                 }
-                emit(&self.pending[..max_line], Piece::Continued);
+                emit(Line::new(&self.pending[..max_line], Piece::Continued));
                 self.pending.drain(..max_line);
                 continue;
             }
@@ -94,12 +121,12 @@ impl Framer {
 
     /// Emits the unfinished line as a finished one and frees its memory, so an idle connection
     /// keeps no buffer (DESIGN invariant 6).
-    fn emit_pending(&mut self, max_line: usize, emit: &mut impl FnMut(&[u8], Piece)) {
+    fn emit_pending(&mut self, max_line: usize, emit: &mut impl FnMut(Line<'_>)) {
         if self.pending.len() > max_line {
-            emit(&self.pending[..max_line], Piece::Continued);
-            emit(&self.pending[max_line..], Piece::End);
+            emit(Line::new(&self.pending[..max_line], Piece::Continued));
+            emit(Line::new(&self.pending[max_line..], Piece::End));
         } else {
-            emit(&self.pending, Piece::End);
+            emit(Line::new(&self.pending, Piece::End));
         }
         self.pending = Vec::new();
     }
@@ -152,7 +179,7 @@ mod tests {
     fn lines(max: usize, reads: &[&[u8]]) -> Vec<(String, Piece)> {
         let mut framer = Framer::new();
         let mut out = Vec::new();
-        let mut push = |l: &[u8], p| out.push((String::from_utf8_lossy(l).into_owned(), p));
+        let mut push = |l: Line<'_>| out.push((String::from_utf8_lossy(l.bytes).into_owned(), l.piece));
         for read in reads {
             framer.lines(read, max, &mut push);
         }
@@ -195,11 +222,18 @@ mod tests {
     }
 
     #[test]
+    fn plain_lines_are_marked_so_only_they_skip_escaping() {
+        let mut marks = Vec::new();
+        Framer::new().lines(b"plain\nta\tb\n\n", 64, |l| marks.push((l.bytes.to_vec(), l.plain)));
+        assert_eq!(marks, [(b"plain".to_vec(), true), (b"ta\tb".to_vec(), false), (b"".to_vec(), true)]);
+    }
+
+    #[test]
     fn pending_is_freed_after_a_line_completes() {
         let mut framer = Framer::new();
-        framer.lines(b"partial", 64, |_, _| {});
+        framer.lines(b"partial", 64, |_| {});
         assert!(framer.has_pending());
-        framer.lines(b" done\n", 64, |_, _| {});
+        framer.lines(b" done\n", 64, |_| {});
         assert!(!framer.has_pending());
         assert_eq!(framer.pending.capacity(), 0);
     }

@@ -15,11 +15,13 @@
 #![warn(missing_docs)]
 
 pub mod addr;
+pub mod bench;
 pub mod client;
 pub mod config;
 pub mod error;
 pub mod framing;
 pub mod output;
+pub mod scan;
 pub mod server;
 pub mod shutdown;
 

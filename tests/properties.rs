@@ -1,7 +1,7 @@
 //! Property tests: the framer, the escaper and the JSON records on arbitrary input.
 
 use base64::Engine as _;
-use hubcat::framing::{Framer, Piece};
+use hubcat::framing::{Framer, Line, Piece};
 use hubcat::output::{Origin, Records, escape_into};
 use hubcat::{Format, Style};
 use proptest::prelude::*;
@@ -18,9 +18,9 @@ fn frame(reads: &[&[u8]], max_line: usize) -> Vec<(Vec<u8>, Piece)> {
     let mut framer = Framer::new();
     let mut out = Vec::new();
     for read in reads {
-        framer.lines(read, max_line, |line, piece| out.push((line.to_vec(), piece)));
+        framer.lines(read, max_line, |line| out.push((line.bytes.to_vec(), line.piece)));
     }
-    framer.finish_lines(max_line, |line, piece| out.push((line.to_vec(), piece)));
+    framer.finish_lines(max_line, |line| out.push((line.bytes.to_vec(), line.piece)));
     out
 }
 
@@ -92,7 +92,7 @@ proptest! {
         let origin = Origin { conn: Some(1), peer: "[::1]:9".parse().expect("valid address") };
         let mut out = Vec::new();
         let mut records = Records::new(Style { format: Format::Json, timestamps: false }, origin, &mut out);
-        records.line(&line, Piece::End);
+        records.line(Line { bytes: &line, piece: Piece::End, plain: false });
         records.finish();
         let record: serde_json::Value = serde_json::from_slice(&out).expect("a JSON record");
         let exact = match record.get("base64") {

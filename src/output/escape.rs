@@ -4,26 +4,7 @@
 //! C1 controls and bidirectional overrides become visible escapes (`\x1b`, `\xff`, `\u{202e}`),
 //! and `\` itself is doubled so every escape is unambiguous.
 
-/// True for bytes that are copied as they are: printable ASCII other than the backslash.
-#[inline]
-fn is_plain(b: u8) -> bool {
-    (0x20..0x7f).contains(&b) && b != b'\\'
-}
-
-/// Length of the leading run of plain bytes.
-#[inline]
-pub fn plain_prefix_len(bytes: &[u8]) -> usize {
-    // Whole blocks are tested without early exit so the compiler can vectorise the check.
-    const BLOCK: usize = 32;
-    let mut done = 0;
-    for block in bytes.chunks_exact(BLOCK) {
-        if !block.iter().fold(true, |all, &b| all & is_plain(b)) {
-            break;
-        }
-        done += BLOCK;
-    }
-    done + bytes[done..].iter().position(|&b| !is_plain(b)).unwrap_or(bytes.len() - done)
-}
+use crate::scan::plain_prefix_len;
 
 /// Appends `bytes` to `out`, escaping anything that could drive a terminal.
 pub fn escape_into(out: &mut Vec<u8>, bytes: &[u8]) {
@@ -145,15 +126,5 @@ mod tests {
         let mut out = Vec::new();
         escape_text_into(&mut out, b"HTTP/1.0 200 OK\r\nX: \x1b[1m\n\nbody");
         assert_eq!(out, b"HTTP/1.0 200 OK\nX: \\x1b[1m\n\nbody");
-    }
-
-    #[test]
-    fn plain_prefix_spans_blocks() {
-        let mut data = vec![b'a'; 100];
-        assert_eq!(plain_prefix_len(&data), 100);
-        data[70] = 0x1b;
-        assert_eq!(plain_prefix_len(&data), 70);
-        data[3] = b'\\';
-        assert_eq!(plain_prefix_len(&data), 3);
     }
 }

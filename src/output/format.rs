@@ -11,7 +11,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
 use super::escape::escape_into;
-use crate::framing::Piece;
+use crate::framing::{Line, Piece};
 
 /// How received data is written to the sink.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -101,17 +101,22 @@ impl<'a> Records<'a> {
     }
 
     /// One line (or a piece of a long one) in the `lines` or `json` format.
-    pub fn line(&mut self, line: &[u8], piece: Piece) {
+    pub fn line(&mut self, line: Line<'_>) {
         self.start_record();
+        let Line { bytes, piece, plain } = line;
         if self.format == Format::Json {
-            json_text_fields(self.out, line);
+            json_text_fields(self.out, bytes, plain);
             if piece == Piece::Continued {
                 self.out.extend_from_slice(b",\"continued\":true");
             }
             self.out.extend_from_slice(b"}\n");
             return;
         }
-        escape_into(self.out, line);
+        if plain {
+            self.out.extend_from_slice(bytes);
+        } else {
+            escape_into(self.out, bytes);
+        }
         if piece == Piece::Continued {
             // Unambiguous because a literal backslash is always escaped as `\\`.
             self.out.push(b'\\');
@@ -170,9 +175,9 @@ fn json_head(out: &mut Vec<u8>, origin: Origin, event: &str) {
 }
 
 /// Appends `,"text":"..."`, plus `,"base64":"..."` with the exact bytes when they are not UTF-8.
-fn json_text_fields(out: &mut Vec<u8>, line: &[u8]) {
+fn json_text_fields(out: &mut Vec<u8>, line: &[u8], plain: bool) {
     out.extend_from_slice(b",\"text\":");
-    if is_printable_ascii(line) {
+    if plain || is_printable_ascii(line) {
         out.push(b'"');
         for &b in line {
             if b == b'\\' || b == b'"' {
@@ -229,6 +234,10 @@ pub fn json_event(out: &mut Vec<u8>, origin: Origin, event: Event<'_>) {
 mod tests {
     use super::*;
 
+    fn line(bytes: &[u8], piece: Piece) -> Line<'_> {
+        Line { bytes, piece, plain: false }
+    }
+
     fn origin() -> Origin {
         Origin { conn: Some(7), peer: "127.0.0.1:49346".parse().expect("valid address") }
     }
@@ -244,9 +253,9 @@ mod tests {
     #[test]
     fn lines_are_prefixed_escaped_and_marked() {
         let got = render(Format::Lines, |r| {
-            r.line(b"IVO says: Hi Server, what's up?", Piece::End);
-            r.line(b"\x1b[31mred", Piece::Continued);
-            r.line(b"\xff", Piece::End);
+            r.line(line(b"IVO says: Hi Server, what's up?", Piece::End));
+            r.line(line(b"\x1b[31mred", Piece::Continued));
+            r.line(line(b"\xff", Piece::End));
         });
         assert_eq!(
             got,
@@ -281,8 +290,8 @@ mod tests {
     #[test]
     fn json_records_parse_and_keep_exact_bytes() {
         let got = render(Format::Json, |r| {
-            r.line(b"plain \"quoted\" back\\slash", Piece::End);
-            r.line(b"\x1b\xffbin", Piece::Continued);
+            r.line(line(b"plain \"quoted\" back\\slash", Piece::End));
+            r.line(line(b"\x1b\xffbin", Piece::Continued));
         });
         let records: Vec<serde_json::Value> =
             got.lines().map(|l| serde_json::from_str(l).expect("each record is JSON")).collect();
@@ -306,7 +315,7 @@ mod tests {
     fn timestamps_come_first() {
         let mut out = Vec::new();
         let mut r = Records::new(Style { format: Format::Lines, timestamps: true }, origin(), &mut out);
-        r.line(b"hi", Piece::End);
+        r.line(line(b"hi", Piece::End));
         r.finish();
         let text = String::from_utf8(out).expect("UTF-8");
         let (time, rest) = text.split_once(' ').expect("a space after the time");

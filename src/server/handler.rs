@@ -207,9 +207,9 @@ impl Connection {
         let mut records = Records::new(config.style, self.origin(), &mut out);
         let mut tail_lines = 0;
         match config.style.format {
-            Format::Lines | Format::Json => self.framer.finish_lines(config.max_line, |line, piece| {
-                tail_lines += u64::from(piece == Piece::End);
-                records.line(line, piece);
+            Format::Lines | Format::Json => self.framer.finish_lines(config.max_line, |line| {
+                tail_lines += u64::from(line.piece == Piece::End);
+                records.line(line);
             }),
             Format::Raw => self.framer.finish_raw(|bytes| records.raw(bytes)),
             Format::Chunks | Format::Hex => {}
@@ -295,9 +295,9 @@ fn render(shared: &Shared, framer: &mut Framer, origin: Origin, offset: u64, dat
     let mut records = Records::new(config.style, origin, &mut out);
     let mut lines = 0;
     match config.style.format {
-        Format::Lines | Format::Json => framer.lines(data, config.max_line, |line, piece| {
-            lines += u64::from(piece == Piece::End);
-            records.line(line, piece);
+        Format::Lines | Format::Json => framer.lines(data, config.max_line, |line| {
+            lines += u64::from(line.piece == Piece::End);
+            records.line(line);
         }),
         format => {
             lines = memchr::memchr_iter(b'\n', data).count() as u64;

@@ -58,7 +58,7 @@ pub async fn run(
     let shared = Arc::new(Shared {
         config,
         records: sink.sender(),
-        registry: Registry::default(),
+        registry: Registry::with_capacity(descriptor_limit()),
         stats: Stats::default(),
         next_id: AtomicU64::new(1),
     });
@@ -86,6 +86,11 @@ pub async fn run(
         Some(err) => Err(err.into()),
         None => Ok(summary),
     }
+}
+
+/// The most descriptors this process may open, hence the most connections it can hold.
+fn descriptor_limit() -> usize {
+    rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(0, |(soft, _)| usize::try_from(soft).unwrap_or(0))
 }
 
 /// Lets connections finish within `grace`, then closes the rest; returns how many were cut off.

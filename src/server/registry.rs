@@ -44,15 +44,22 @@ pub struct Registry {
 
 impl Default for Registry {
     fn default() -> Self {
-        Self {
-            wakers: Mutex::new(Slab::new()),
-            phase: AtomicU8::new(Phase::Serving as u8),
-            emptied: Notify::new(),
-        }
+        Self::with_capacity(0)
     }
 }
 
 impl Registry {
+    /// A registry with room for `capacity` connections before it grows. Reserving the most
+    /// connections the server can hold costs nothing until used (untouched pages are not
+    /// resident) and avoids doubling growth, which left up to half the slots idle.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            wakers: Mutex::new(Slab::with_capacity(capacity)),
+            phase: AtomicU8::new(Phase::Serving as u8),
+            emptied: Notify::new(),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Slab<Option<Waker>>> {
         self.wakers.lock().unwrap_or_else(PoisonError::into_inner)
     }

@@ -12,7 +12,7 @@ use super::stats::Stats;
 use super::{ServeError, Summary};
 use crate::config::{MAX_DATAGRAM_BYTES, ServerConfig};
 use crate::error::{NetError, is_transient_accept, reason};
-use crate::framing::{Framer, Piece};
+use crate::framing::{Framer, Line, Piece};
 use crate::output::{Format, Origin, RecordSender, Records, Sink};
 use crate::shutdown::Shutdown;
 
@@ -78,9 +78,9 @@ fn render_datagram(config: &ServerConfig, peer: SocketAddr, data: &[u8]) -> (Vec
     match config.style.format {
         Format::Lines | Format::Json => {
             let mut framer = Framer::new();
-            let mut emit = |line: &[u8], piece| {
-                lines += u64::from(piece == Piece::End);
-                records.line(line, piece);
+            let mut emit = |line: Line<'_>| {
+                lines += u64::from(line.piece == Piece::End);
+                records.line(line);
             };
             framer.lines(data, config.max_line, &mut emit);
             framer.finish_lines(config.max_line, &mut emit);

@@ -3,6 +3,7 @@
 //! 130 stopped by a second Ctrl-C).
 
 mod args;
+mod bench;
 mod connect;
 mod serve;
 
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve::serve(args).await,
             Command::Connect(args) => connect::connect(args).await,
+            Command::Bench(args) => bench::bench(args).await,
         }
     });
     runtime.shutdown_timeout(RUNTIME_EXIT_WAIT);
