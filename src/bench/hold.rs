@@ -86,6 +86,9 @@ pub(super) async fn run(
         metrics.push(Metric::new("pss_per_connection", per_conn, "KiB"));
     }
     metrics.push(probe(under_test, held.len() + failures).await);
+    if let Some(spawned) = under_test.spawned.as_mut() {
+        metrics.push(Metric::new("server_alive", f64::from(u8::from(spawned.is_running())), ""));
+    }
     if let Some(reason) = first_failure {
         tracing::warn!("{failures} connections failed to open; the first: {reason}");
     }

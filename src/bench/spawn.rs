@@ -111,6 +111,11 @@ impl Spawned {
         }
     }
 
+    /// True while the server process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// CPU seconds the server's process tree has used.
     pub fn cpu_seconds(&self) -> f64 {
         procfs::cpu_seconds(self.pid())
