@@ -36,6 +36,16 @@ pub const ACCEPT_BACKOFF_FIRST: Duration = Duration::from_millis(5);
 pub const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// How long after a shutdown request connections may still send before they are closed.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
+/// Descriptors held back from the default connection cap (listeners, output, logs, the reserve
+/// descriptor, runtime internals), and never more than a quarter of the limit.
+pub const RESERVED_DESCRIPTORS: usize = 32;
+/// The line sent to a client turned away at a connection cap.
+pub const DEFAULT_BUSY_MESSAGE: &str = "server busy: too many connections; try again later";
+
+/// The default connection cap for a process allowed `open_files` descriptors.
+pub fn default_max_conns(open_files: usize) -> usize {
+    open_files.saturating_sub(RESERVED_DESCRIPTORS.min(open_files / 4)).max(1)
+}
 
 /// How long `hubcat connect` waits for a dial by default (Go's `net.Dial` waits forever).
 pub const DEFAULT_DIAL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -63,6 +73,20 @@ pub struct ServerConfig {
     pub greeting: Option<Vec<u8>>,
     /// How long clients may keep sending after a shutdown request.
     pub grace: Duration,
+    /// Sent, followed by a newline, to each connected client when shutdown starts.
+    pub shutdown_notice: Option<Vec<u8>>,
+    /// Most connections at once; further clients get `busy_message` and are closed.
+    pub max_conns: usize,
+    /// Most connections at once from one address.
+    pub max_conns_per_ip: Option<usize>,
+    /// Sent, followed by a newline, to clients turned away at a cap.
+    pub busy_message: Vec<u8>,
+    /// Close a connection that sends nothing for this long.
+    pub idle_timeout: Option<Duration>,
+    /// Close a connection this long after it opened, whatever it does.
+    pub max_duration: Option<Duration>,
+    /// Close a connection that sends nothing this long after it opened.
+    pub first_byte_timeout: Option<Duration>,
 }
 
 impl Default for ServerConfig {
@@ -73,11 +97,23 @@ impl Default for ServerConfig {
             max_line: DEFAULT_MAX_LINE,
             greeting: None,
             grace: DEFAULT_GRACE,
+            shutdown_notice: None,
+            max_conns: usize::MAX,
+            max_conns_per_ip: None,
+            busy_message: format!("{DEFAULT_BUSY_MESSAGE}\n").into_bytes(),
+            idle_timeout: None,
+            max_duration: None,
+            first_byte_timeout: None,
         }
     }
 }
 
 impl ServerConfig {
+    /// True when any per-connection timer is set.
+    pub fn has_timeouts(&self) -> bool {
+        self.idle_timeout.is_some() || self.max_duration.is_some() || self.first_byte_timeout.is_some()
+    }
+
     /// Checks the settings that the type system cannot; the message names the option to fix.
     pub fn validate(&self) -> Result<(), String> {
         if self.read_size == 0 || self.read_size > MAX_READ_SIZE {
@@ -85,6 +121,13 @@ impl ServerConfig {
         }
         if self.max_line == 0 {
             return Err("--max-line must be at least 1 byte".into());
+        }
+        if self.max_conns == 0 || self.max_conns_per_ip == Some(0) {
+            return Err("--max-conns and --max-conns-per-ip must be at least 1".into());
+        }
+        let zero = |d: Option<Duration>| d.is_some_and(|d| d.is_zero());
+        if zero(self.idle_timeout) || zero(self.max_duration) || zero(self.first_byte_timeout) {
+            return Err("timeouts must be longer than zero (leave the option out for none)".into());
         }
         Ok(())
     }

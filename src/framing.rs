@@ -56,6 +56,12 @@ impl Framer {
         !self.pending.is_empty()
     }
 
+    /// Bytes held for the unfinished line, allocated or not: the memory a connection keeps
+    /// between reads (at most `max_line` plus one).
+    pub fn held_bytes(&self) -> usize {
+        self.pending.capacity()
+    }
+
     /// Feeds one read; `emit` gets every complete line (ending removed) or over-long piece.
     pub fn lines(&mut self, mut data: &[u8], max_line: usize, mut emit: impl FnMut(Line<'_>)) {
         let max_line = max_line.max(1);
@@ -106,7 +112,7 @@ impl Framer {
             if self.pending.len() >= max_line {
                 if data == b"\r" && self.pending.len() == max_line {
                     // May be the start of a "\r\n" ending; the next read decides.
-                    self.pending.push(b'\r');
+                    self.append(b"\r", max_line);
                     return;
                 }
                 emit(Line::new(&self.pending[..max_line], Piece::Continued));
@@ -114,7 +120,7 @@ impl Framer {
                 continue;
             }
             let take = (max_line - self.pending.len()).min(data.len());
-            self.pending.extend_from_slice(&data[..take]);
+            self.append(&data[..take], max_line);
             data = &data[take..];
         }
     }
@@ -141,7 +147,7 @@ impl Framer {
                 emit(data);
                 self.pending = Vec::new();
             } else {
-                self.pending.extend_from_slice(data);
+                self.append(data, max_line);
             }
             return;
         };
@@ -154,8 +160,19 @@ impl Framer {
         if tail.len() > max_line {
             emit(tail);
         } else if !tail.is_empty() {
-            self.pending.extend_from_slice(tail);
+            self.append(tail, max_line);
         }
+    }
+
+    /// Appends to the unfinished line, growing its buffer by doubling (so a long line built from
+    /// small reads is not copied over and over) but never past `max_line` plus one byte.
+    fn append(&mut self, bytes: &[u8], max_line: usize) {
+        let needed = self.pending.len() + bytes.len();
+        if needed > self.pending.capacity() {
+            let target = (self.pending.capacity() * 2).max(needed).min((max_line + 1).max(needed));
+            self.pending.reserve_exact(target - self.pending.len());
+        }
+        self.pending.extend_from_slice(bytes);
     }
 
     /// Emits whatever the raw format still holds (the peer left mid-line).

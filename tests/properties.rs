@@ -50,6 +50,19 @@ proptest! {
     }
 
     #[test]
+    fn memory_between_reads_stays_within_the_line_limit(
+        data in stream(),
+        cuts in prop::collection::vec(any::<usize>(), 0..12),
+        max_line in 1usize..64,
+    ) {
+        let mut framer = Framer::new();
+        for read in split(&data, &cuts) {
+            framer.lines(read, max_line, |_| {});
+            prop_assert!(framer.held_bytes() <= max_line + 1, "{} held", framer.held_bytes());
+        }
+    }
+
+    #[test]
     fn pieces_are_bounded_and_rebuild_the_input(data in stream(), max_line in 1usize..24) {
         let mut rebuilt = Vec::new();
         for (line, piece) in frame(&[&data], max_line) {

@@ -9,8 +9,8 @@ use tokio::task::JoinSet;
 
 use super::{BenchError, Metric, UnderTest, connect, progress, seconds};
 
-/// How long to wait for the server to print the last lines after the last client left.
-const PRINT_LIMIT: Duration = Duration::from_secs(10);
+/// How long to wait for the next line while the server prints the last clients' lines.
+const PRINT_STALL: Duration = Duration::from_secs(3);
 
 pub(super) async fn run(
     under_test: &mut UnderTest,
@@ -60,7 +60,7 @@ pub(super) async fn run(
     ];
     if let (Some(spawned), Some(before)) = (under_test.spawned.as_mut(), cpu_before) {
         let sent = (done - failed) as u64;
-        spawned.wait_for_lines(printed_before + sent, PRINT_LIMIT).await;
+        spawned.wait_for_lines_while_printing(printed_before + sent, PRINT_STALL).await;
         let printed = spawned.lines() - printed_before;
         metrics.push(Metric::new("lines_lost", sent.saturating_sub(printed) as f64, "lines"));
         metrics.push(Metric::new("server_cpu", spawned.cpu_seconds() - before, "s"));

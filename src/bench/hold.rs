@@ -14,8 +14,8 @@ use super::{BenchError, Metric, UnderTest, connect, progress, seconds};
 
 /// Connection attempts in flight at once (keeps the server's accept queue from overflowing).
 const CONNECTS_IN_FLIGHT: usize = 256;
-/// How long to wait for the server to print every held connection's line.
-const PRINT_LIMIT: Duration = Duration::from_secs(60);
+/// How long to wait for the next line while the server prints the held connections' lines.
+const PRINT_STALL: Duration = Duration::from_secs(3);
 /// Short clients served before the baseline is read.
 const WARM_UP_CLIENTS: usize = 32;
 /// How long the new client may take to be served before it counts as not served.
@@ -69,7 +69,7 @@ pub(super) async fn run(
     metrics.push(Metric::new("open_time", seconds(opened_in), "s"));
     if let Some(spawned) = under_test.spawned.as_mut() {
         let goal = printed_before + held.len() as u64;
-        let printed = spawned.wait_for_lines(goal, PRINT_LIMIT.min(limit)).await.is_some();
+        let printed = spawned.wait_for_lines_while_printing(goal, PRINT_STALL.min(limit)).await.is_some();
         metrics.push(Metric::new("lines_printed", (spawned.lines() - printed_before) as f64, "lines"));
         if !printed {
             tracing::warn!("the server printed fewer lines than connections were opened");

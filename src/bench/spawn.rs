@@ -93,6 +93,20 @@ impl Spawned {
         self.output.lines.load(Ordering::Acquire)
     }
 
+    /// Waits until `goal` lines have been printed, giving up when no new line came for
+    /// `stall` (a server that dropped some will never print them).
+    pub async fn wait_for_lines_while_printing(&mut self, goal: u64, stall: Duration) -> Option<Instant> {
+        loop {
+            let before = self.lines();
+            if let Some(done) = self.wait_for_lines(goal, stall).await {
+                return Some(done);
+            }
+            if self.lines() == before {
+                return None;
+            }
+        }
+    }
+
     /// Waits until `goal` lines have been printed; returns when that happened, or `None` if
     /// it did not within `limit` or the server exited.
     pub async fn wait_for_lines(&mut self, goal: u64, limit: Duration) -> Option<Instant> {

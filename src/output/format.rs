@@ -205,6 +205,11 @@ fn is_printable_ascii(line: &[u8]) -> bool {
 pub enum Event<'a> {
     /// A client connected.
     Connect,
+    /// A client was turned away at a cap.
+    Refused {
+        /// Which cap.
+        reason: &'a str,
+    },
     /// A client left: why, and what it sent.
     Disconnect {
         /// Why the connection ended, in words (`closed by client`, `reset by client`...).
@@ -220,6 +225,11 @@ pub enum Event<'a> {
 pub fn json_event(out: &mut Vec<u8>, origin: Origin, event: Event<'_>) {
     match event {
         Event::Connect => json_head(out, origin, "connect"),
+        Event::Refused { reason } => {
+            json_head(out, origin, "refused");
+            out.extend_from_slice(b",\"reason\":");
+            let _ = serde_json::to_writer(&mut *out, reason);
+        }
         Event::Disconnect { reason, bytes, lines } => {
             json_head(out, origin, "disconnect");
             out.extend_from_slice(b",\"reason\":");

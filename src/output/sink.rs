@@ -56,7 +56,7 @@ pub enum SinkError {
     #[error("standard output was closed by its reader")]
     Closed,
     /// Any other write, flush or sync failure.
-    #[error("cannot write to {target}: {source}")]
+    #[error("cannot write to {target}: {}", crate::error::reason(source))]
     Write {
         /// What was being written (`standard output` or the file name).
         target: String,

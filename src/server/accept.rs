@@ -1,19 +1,25 @@
-//! The accept loop: hand each client to its own task, survive transient errors with a capped
-//! backoff (one warning per burst, not one per failure), and stop when told to.
+//! The accept loop: admit each client under the caps into a task of its own, turn the rest away
+//! with a one-line message, survive transient errors with a capped backoff (one warning per
+//! burst, not one per failure), and on stop take what is already queued before closing.
 
+use std::fs::File;
+use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::Shared;
 use super::handler::Connection;
+use super::registry::Refusal;
 use crate::config::{ACCEPT_BACKOFF_FIRST, ACCEPT_BACKOFF_MAX};
 use crate::error::{NetError, is_out_of_descriptors, is_transient_accept, reason};
+use crate::output::{Event, Format, Origin, json_event};
 
 /// Accepts until `stop` is cancelled (then drops the listener) or the listener fails for good.
 pub(super) async fn accept_loop(
@@ -23,31 +29,111 @@ pub(super) async fn accept_loop(
 ) -> Result<(), NetError> {
     let local = listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     let mut backoff = Backoff::default();
+    let mut turned_away = Burst::default();
+    // Held so that, out of descriptors, one can be freed to accept a client and tell it to go.
+    let mut reserve = File::open("/dev/null").ok();
     loop {
         let accepted = tokio::select! {
             biased;
-            _ = stop.cancelled() => return Ok(()),
+            _ = stop.cancelled() => {
+                take_queued(listener, &shared, &mut turned_away).await;
+                return Ok(());
+            }
             accepted = listener.accept() => accepted,
         };
         match accepted {
             Ok((stream, peer)) => {
                 backoff.succeeded(local);
-                let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-                let connection = Connection::new(Arc::clone(&shared), stream, peer, id);
-                if let Some(record) = connection.connect_record() {
-                    // Queued before the task starts, so it precedes the connection's data.
-                    let _ = shared.records.send(record).await;
-                }
-                tokio::spawn(connection);
+                admit(&shared, stream, peer, &mut turned_away).await;
             }
             Err(err) if is_transient_accept(&err) => {
+                if is_out_of_descriptors(&err) {
+                    refuse_with_reserve(&listener, &shared, &mut reserve, &mut turned_away).await;
+                }
                 let pause = backoff.failed(local, &err);
                 tokio::select! {
-                    _ = stop.cancelled() => return Ok(()),
+                    _ = stop.cancelled() => {
+                        take_queued(listener, &shared, &mut turned_away).await;
+                        return Ok(());
+                    }
                     _ = tokio::time::sleep(pause) => {}
                 }
             }
             Err(source) => return Err(NetError::Accept { addr: local, source }),
+        }
+    }
+}
+
+/// Starts a connection's task if the caps allow it, or turns the client away.
+async fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr, turned_away: &mut Burst) {
+    let slot = match shared.registry.try_insert(peer.ip()) {
+        Ok(slot) => slot,
+        Err(refusal) => {
+            turned_away.refused(refusal, peer, shared.registry.len());
+            refuse(shared, &stream, peer, refusal);
+            return;
+        }
+    };
+    turned_away.admitted();
+    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    let connection = Connection::new(Arc::clone(shared), stream, peer, id, slot);
+    if let Some(record) = connection.connect_record() {
+        // Queued before the task starts, so it precedes the connection's data.
+        let _ = shared.records.send(record).await;
+    }
+    tokio::spawn(connection);
+}
+
+/// Tells a client why it is turned away and closes (the message goes first, then FIN). One
+/// write that never waits: the socket is new, so its send buffer is empty.
+fn refuse(shared: &Shared, stream: &TcpStream, peer: SocketAddr, refusal: Refusal) {
+    shared.stats.add_refused();
+    let socket = socket2::SockRef::from(stream);
+    let _ = socket.send(&shared.config.busy_message);
+    let _ = socket.shutdown(std::net::Shutdown::Write);
+    if shared.config.style.format == Format::Json {
+        let mut out = Vec::new();
+        let reason = match refusal {
+            Refusal::Full => "at --max-conns",
+            Refusal::PerAddress => "at --max-conns-per-ip",
+            Refusal::OutOfDescriptors => "out of file descriptors",
+        };
+        json_event(&mut out, Origin { conn: None, peer }, Event::Refused { reason });
+        let _ = shared.records.try_send(out);
+    }
+}
+
+/// Out of descriptors with a client waiting: free the reserve descriptor, accept the client,
+/// tell it the server is busy, and take the reserve back. Without this the client would wait in
+/// the queue, unanswered, until a descriptor frees up.
+async fn refuse_with_reserve(
+    listener: &TcpListener,
+    shared: &Shared,
+    reserve: &mut Option<File>,
+    burst: &mut Burst,
+) {
+    if reserve.take().is_none() {
+        *reserve = File::open("/dev/null").ok();
+        return;
+    }
+    // Polled once, never waited on: the listener just reported a pending client.
+    let accepted = poll_fn(|cx| Poll::Ready(listener.poll_accept(cx))).await;
+    if let Poll::Ready(Ok((stream, peer))) = accepted {
+        burst.refused(Refusal::OutOfDescriptors, peer, shared.registry.len());
+        refuse(shared, &stream, peer, Refusal::OutOfDescriptors);
+    }
+    *reserve = File::open("/dev/null").ok();
+}
+
+/// At shutdown: clients whose connection the kernel already completed are accepted and served
+/// through the drain rather than reset when the listener closes; then the listener is dropped,
+/// so later clients are refused at once.
+async fn take_queued(listener: TcpListener, shared: &Arc<Shared>, turned_away: &mut Burst) {
+    let Ok(listener) = listener.into_std() else { return };
+    while let Ok((stream, peer)) = listener.accept() {
+        let stream = stream.set_nonblocking(true).and_then(|()| TcpStream::from_std(stream));
+        if let Ok(stream) = stream {
+            admit(shared, stream, peer, turned_away).await;
         }
     }
 }
@@ -64,7 +150,7 @@ impl Backoff {
     fn failed(&mut self, local: SocketAddr, err: &std::io::Error) -> Duration {
         if self.failures == 0 {
             let hint = if is_out_of_descriptors(err) {
-                " (raise the open-files limit with `ulimit -n`, or lower the connection count)"
+                " (raise the open-files limit with `ulimit -n`, or lower --max-conns)"
             } else {
                 ""
             };
@@ -81,6 +167,36 @@ impl Backoff {
         if self.failures > 0 {
             info!("accepting on {local} again after {} failed attempts", self.failures);
             self.failures = 0;
+        }
+    }
+}
+
+/// Clients turned away since the last one admitted: one warning per burst.
+#[derive(Debug, Default)]
+struct Burst {
+    refused: u64,
+}
+
+impl Burst {
+    fn refused(&mut self, refusal: Refusal, peer: SocketAddr, live: usize) {
+        if self.refused == 0 {
+            match refusal {
+                Refusal::Full => warn!("at the connection cap ({live} open): turning new clients away"),
+                Refusal::PerAddress => {
+                    warn!("{} is at --max-conns-per-ip: turning its new connections away", peer.ip())
+                }
+                Refusal::OutOfDescriptors => {
+                    warn!("out of file descriptors with {live} open: turning new clients away")
+                }
+            }
+        }
+        self.refused += 1;
+    }
+
+    fn admitted(&mut self) {
+        if self.refused > 0 {
+            info!("admitting clients again after turning {} away", self.refused);
+            self.refused = 0;
         }
     }
 }

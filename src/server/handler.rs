@@ -2,13 +2,16 @@
 //!
 //! The connection is a hand-written future rather than an `async fn` because tens of thousands
 //! of them sit idle at once: the task holds the socket, the unfinished line and a few counters,
-//! and nothing else (an `async fn` stored its argument twice and was 448 bytes; this is 160). Reads go into a per-worker buffer, taken only once the socket
-//! is readable and sink capacity is reserved, so an idle connection holds no buffer and a
-//! slow sink stops reads instead of piling up memory. Records are rendered here, on whichever
+//! and nothing else (an `async fn` stored its argument twice and was 448 bytes; this is at
+//! most 160, see the test). What few connections need (a wait for sink capacity, timeouts) is
+//! boxed. Reads go into a per-worker buffer, taken only once the socket is readable and sink
+//! capacity is reserved, so an idle connection holds no buffer and a slow sink stops reads
+//! instead of piling up memory. Records are rendered here, on whichever
 //! worker runs the task, so both cores share the formatting.
 //!
-//! Safe points: the server's phase is checked before every read, never in the middle of
-//! turning a read into records, so a connection never stops halfway through a line.
+//! Safe points: the server's phase and the deadlines are checked before every read, never in
+//! the middle of turning a read into records, so a connection never stops halfway through a
+//! line, and whatever it had read is flushed when it closes.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -26,6 +29,7 @@ use tracing::{debug, info};
 use super::Shared;
 use super::registry::Phase;
 use super::stats::plural;
+use super::timer::{Deadlines, Expired};
 use crate::config::READ_BUFFER_BYTES;
 use crate::framing::{Framer, Piece};
 use crate::output::{Event, Format, Origin, RecordSender, Records, json_event};
@@ -51,6 +55,8 @@ enum End {
     Shutdown,
     /// The sink stopped, so there is nowhere to put what would be read.
     OutputClosed,
+    /// A timeout configured for connections passed.
+    TimedOut(Expired),
 }
 
 impl End {
@@ -61,6 +67,7 @@ impl End {
             End::Failed(err) => format!("read error: {}", crate::error::reason(err)),
             End::Shutdown => "closed by server at shutdown".into(),
             End::OutputClosed => "closed because the output stopped".into(),
+            End::TimedOut(expired) => format!("closed by server: {}", expired.describe()),
         }
     }
 }
@@ -70,34 +77,47 @@ pub(super) struct Connection {
     stream: TcpStream,
     shared: Arc<Shared>,
     framer: Framer,
-    /// Set while waiting for room in the sink's queue, with the socket known to be readable.
-    waiting: Option<CapacityWait>,
+    /// What most connections never need, boxed so the task stays small.
+    extras: Option<Box<Extras>>,
     peer: SocketAddr,
     id: u64,
     received: u64,
     lines: u64,
-    /// This connection's entry in the registry (for its waker).
+    /// This connection's entry in the registry (its waker, its place under the caps).
     slot: u32,
     /// Bytes of the greeting already written.
     greeted: u32,
+    /// The shutdown notice was sent.
+    noticed: bool,
+}
+
+/// The rarely needed parts of a connection.
+#[derive(Default)]
+struct Extras {
+    /// Set while waiting for room in the sink's queue, with the socket known to be readable.
+    capacity: Option<CapacityWait>,
+    /// Present when timeouts are configured.
+    deadlines: Option<Deadlines>,
 }
 
 impl Connection {
-    /// Registers a new connection; nothing happens until [`Connection::run`] is polled.
-    pub(super) fn new(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, id: u64) -> Self {
+    /// A connection admitted into registry slot `slot`; nothing happens until it is polled.
+    pub(super) fn new(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, id: u64, slot: u32) -> Self {
         info!("#{id} {peer} connected");
-        let slot = shared.registry.insert();
+        let extras = Deadlines::start(&shared.config)
+            .map(|deadlines| Box::new(Extras { capacity: None, deadlines: Some(deadlines) }));
         Connection {
             stream,
             shared,
             framer: Framer::new(),
-            waiting: None,
+            extras,
             peer,
             id,
             received: 0,
             lines: 0,
             slot,
             greeted: 0,
+            noticed: false,
         }
     }
 
@@ -114,22 +134,32 @@ impl Connection {
         Origin { conn: Some(self.id), peer: self.peer }
     }
 
-    /// Greets, then reads until the client leaves, a read fails, or the server closes.
+    /// Greets, then reads until the client leaves, a read fails, a deadline passes, or the
+    /// server closes.
     fn poll_session(&mut self, cx: &mut Context<'_>) -> Poll<End> {
         loop {
             let registry = &self.shared.registry;
             registry.register(self.slot, cx.waker());
-            if registry.phase() == Phase::Closing {
-                return Poll::Ready(End::Shutdown);
+            match registry.phase() {
+                Phase::Closing => return Poll::Ready(End::Shutdown),
+                Phase::Draining if !self.noticed => self.send_notice(),
+                _ => {}
+            }
+            if let Some(deadlines) = self.extras.as_mut().and_then(|e| e.deadlines.as_mut()) {
+                if let Poll::Ready(expired) = deadlines.poll_expired(cx, &self.shared.config) {
+                    return Poll::Ready(End::TimedOut(expired));
+                }
             }
             ready!(self.poll_greeting(cx));
             if let Err(err) = ready!(self.stream.poll_read_ready(cx)) {
                 return Poll::Ready(End::Failed(err));
             }
-            let owned = match self.waiting.as_mut() {
+            let owned = match self.extras.as_mut().and_then(|e| e.capacity.as_mut()) {
                 Some(wait) => {
                     let permit = ready!(wait.as_mut().poll(cx));
-                    self.waiting = None;
+                    if let Some(extras) = self.extras.as_mut() {
+                        extras.capacity = None;
+                    }
                     match permit {
                         Ok(permit) => Some(permit),
                         Err(_) => return Poll::Ready(End::OutputClosed),
@@ -143,7 +173,8 @@ impl Connection {
                 None => match records.try_reserve() {
                     Ok(permit) => Reserved::Borrowed(permit),
                     Err(TrySendError::Full(())) => {
-                        self.waiting = Some(Box::pin(records.clone().reserve_owned()));
+                        let wait: CapacityWait = Box::pin(records.clone().reserve_owned());
+                        self.extras.get_or_insert_default().capacity = Some(wait);
                         continue;
                     }
                     Err(TrySendError::Closed(())) => return Poll::Ready(End::OutputClosed),
@@ -169,11 +200,24 @@ impl Connection {
             });
             match result {
                 Ok(0) => return Poll::Ready(End::ClosedByClient),
-                Ok(_) => {}
+                Ok(_) => {
+                    if let Some(deadlines) = self.extras.as_mut().and_then(|e| e.deadlines.as_mut()) {
+                        deadlines.read();
+                    }
+                }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
                 Err(err) if err.kind() == io::ErrorKind::ConnectionReset => return Poll::Ready(End::Reset),
                 Err(err) => return Poll::Ready(End::Failed(err)),
             }
+        }
+    }
+
+    /// Tells the client the server is shutting down: one best-effort write that never waits
+    /// (a client that reads nothing simply does not see it).
+    fn send_notice(&mut self) {
+        self.noticed = true;
+        if let Some(notice) = self.shared.config.shutdown_notice.as_deref() {
+            let _ = socket2::SockRef::from(&self.stream).send(notice);
         }
     }
 
@@ -248,7 +292,7 @@ impl Future for Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        self.shared.registry.remove(self.slot);
+        self.shared.registry.remove(self.slot, self.peer.ip());
     }
 }
 
@@ -334,7 +378,8 @@ mod tests {
         let addr = listener.local_addr().expect("bound");
         let _client = TcpStream::connect(addr).await.expect("connect");
         let (stream, peer) = listener.accept().await.expect("accept");
-        let task = Connection::new(shared, stream, peer, 1);
+        let slot = shared.registry.try_insert(peer.ip()).expect("room");
+        let task = Connection::new(shared, stream, peer, 1, slot);
         // tokio allocates 96 bytes of task header plus the future, rounded up to 128 bytes;
         // issue 3's memory target needs the whole cell to fit in 256 bytes.
         let size = std::mem::size_of_val(&task);

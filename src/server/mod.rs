@@ -5,6 +5,7 @@ mod accept;
 mod handler;
 mod registry;
 mod stats;
+mod timer;
 mod udp;
 
 use std::sync::Arc;
@@ -55,10 +56,11 @@ pub async fn run(
     shutdown: Shutdown,
 ) -> Result<Summary, ServeError> {
     let grace = config.grace;
+    let registry = Registry::new(config.max_conns, config.max_conns_per_ip, descriptor_limit());
     let shared = Arc::new(Shared {
         config,
         records: sink.sender(),
-        registry: Registry::with_capacity(descriptor_limit()),
+        registry,
         stats: Stats::default(),
         next_id: AtomicU64::new(1),
     });

@@ -1,10 +1,14 @@
-//! The table of live connections: how many there are, the server's phase, and a waker per
-//! connection so a phase change reaches even the idle ones.
+//! The table of live connections: the caps (in all and per client address), the server's phase,
+//! and a waker per connection so a phase change reaches even the idle ones.
 //!
 //! A slab of wakers costs about 24 bytes per connection in one dense array. Per-connection
 //! futures such as `CancellationToken::cancelled()` would add 50-100 bytes to every task and push
-//! its allocation into the next 128-byte size class (see issue 3's memory target).
+//! its allocation into the next 128-byte size class (see issue 3's memory target). A slot is
+//! taken before a connection's task starts and given back when the task's state is dropped, on
+//! every exit path, like an owned semaphore permit.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
@@ -33,56 +37,101 @@ impl Phase {
     }
 }
 
+/// Why a new connection was turned away.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The server holds `--max-conns` connections.
+    Full,
+    /// The client's address holds `--max-conns-per-ip` connections.
+    PerAddress,
+    /// The process is out of file descriptors (the client was accepted on the reserve one).
+    OutOfDescriptors,
+}
+
 /// Live connections and the phase they follow.
 #[derive(Debug)]
 pub struct Registry {
-    /// No `.await` happens while this lock is held: it guards a few pointer copies.
-    wakers: Mutex<Slab<Option<Waker>>>,
+    /// No `.await` happens while this lock is held: it guards a few pointer and counter updates.
+    table: Mutex<Table>,
+    max_conns: usize,
+    max_per_address: Option<usize>,
     phase: AtomicU8,
     emptied: Notify,
 }
 
+#[derive(Debug, Default)]
+struct Table {
+    wakers: Slab<Option<Waker>>,
+    /// Connections per client address; kept only when there is a per-address cap.
+    per_address: HashMap<IpAddr, usize>,
+}
+
 impl Default for Registry {
     fn default() -> Self {
-        Self::with_capacity(0)
+        Self::new(usize::MAX, None, 0)
     }
 }
 
 impl Registry {
-    /// A registry with room for `capacity` connections before it grows. Reserving the most
-    /// connections the server can hold costs nothing until used (untouched pages are not
-    /// resident) and avoids doubling growth, which left up to half the slots idle.
-    pub fn with_capacity(capacity: usize) -> Self {
+    /// A registry that admits `max_conns` connections, `max_per_address` from one address, with
+    /// room for `capacity` before it grows. Reserving the most connections the server can hold
+    /// costs nothing until used (untouched pages are not resident) and avoids doubling growth,
+    /// which left up to half the slots idle.
+    pub fn new(max_conns: usize, max_per_address: Option<usize>, capacity: usize) -> Self {
         Self {
-            wakers: Mutex::new(Slab::with_capacity(capacity)),
+            table: Mutex::new(Table {
+                wakers: Slab::with_capacity(capacity.min(max_conns)),
+                ..Table::default()
+            }),
+            max_conns,
+            max_per_address,
             phase: AtomicU8::new(Phase::Serving as u8),
             emptied: Notify::new(),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Slab<Option<Waker>>> {
-        self.wakers.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Adds a connection; returns its slot.
-    pub fn insert(&self) -> u32 {
-        let key = self.lock().insert(None);
+    /// Admits a connection from `address` unless a cap is reached; returns its slot.
+    pub fn try_insert(&self, address: IpAddr) -> Result<u32, Refusal> {
+        let mut table = self.lock();
+        if table.wakers.len() >= self.max_conns {
+            return Err(Refusal::Full);
+        }
+        if let Some(max) = self.max_per_address {
+            let count = table.per_address.entry(address).or_default();
+            if *count >= max {
+                return Err(Refusal::PerAddress);
+            }
+            *count += 1;
+        }
         // Slab keys are dense indices, bounded by the number of open descriptors.
-        u32::try_from(key).unwrap_or(u32::MAX)
+        Ok(u32::try_from(table.wakers.insert(None)).unwrap_or(u32::MAX))
     }
 
-    /// Removes a connection; wakes [`Registry::wait_empty`] when it was the last one.
-    pub fn remove(&self, slot: u32) {
-        let mut wakers = self.lock();
-        wakers.try_remove(slot as usize);
-        if wakers.is_empty() {
+    /// Gives back the slot of a connection from `address`; wakes [`Registry::wait_empty`] when
+    /// it was the last one.
+    pub fn remove(&self, slot: u32, address: IpAddr) {
+        let mut table = self.lock();
+        table.wakers.try_remove(slot as usize);
+        if self.max_per_address.is_some() {
+            if let Some(count) = table.per_address.get_mut(&address) {
+                *count -= 1;
+                if *count == 0 {
+                    table.per_address.remove(&address);
+                }
+            }
+        }
+        if table.wakers.is_empty() {
             self.emptied.notify_waiters();
         }
     }
 
     /// Remembers the waker of the connection in `slot`, unless it is already known.
     pub fn register(&self, slot: u32, waker: &Waker) {
-        if let Some(entry) = self.lock().get_mut(slot as usize) {
+        if let Some(entry) = self.lock().wakers.get_mut(slot as usize) {
             match entry {
                 Some(known) if known.will_wake(waker) => {}
                 _ => *entry = Some(waker.clone()),
@@ -100,7 +149,7 @@ impl Registry {
         self.phase.fetch_max(phase as u8, Ordering::AcqRel);
         // Taking the lock after the store pairs with `register`: a connection either registered
         // before this wake-up, or reads the new phase after registering.
-        for (_, waker) in self.lock().iter() {
+        for (_, waker) in self.lock().wakers.iter() {
             if let Some(waker) = waker {
                 waker.wake_by_ref();
             }
@@ -109,7 +158,7 @@ impl Registry {
 
     /// Number of live connections.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().wakers.len()
     }
 
     /// True when no connection is live.
@@ -128,5 +177,25 @@ impl Registry {
             }
             notified.await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_in_all_and_per_address() {
+        let registry = Registry::new(3, Some(2), 0);
+        let a: IpAddr = "127.0.0.2".parse().expect("valid");
+        let b: IpAddr = "127.0.0.3".parse().expect("valid");
+        let first = registry.try_insert(a).expect("room");
+        registry.try_insert(a).expect("room");
+        assert_eq!(registry.try_insert(a), Err(Refusal::PerAddress));
+        registry.try_insert(b).expect("room");
+        assert_eq!(registry.try_insert(b), Err(Refusal::Full));
+        registry.remove(first, a);
+        registry.try_insert(a).expect("a slot was given back");
+        assert_eq!(registry.len(), 3);
     }
 }

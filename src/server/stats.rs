@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 #[derive(Debug, Default)]
 pub struct Stats {
     connections: AtomicU64,
+    refused: AtomicU64,
     datagrams: AtomicU64,
     bytes: AtomicU64,
     lines: AtomicU64,
@@ -17,6 +18,11 @@ impl Stats {
     pub fn add_connection(&self, bytes: u64, lines: u64) {
         self.connections.fetch_add(1, Ordering::Relaxed);
         self.add_data(bytes, lines);
+    }
+
+    /// Counts a client turned away at a cap.
+    pub fn add_refused(&self) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts one datagram and what it held.
@@ -34,6 +40,7 @@ impl Stats {
     pub fn summary(&self, cut_off: u64) -> Summary {
         Summary {
             connections: self.connections.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
             datagrams: self.datagrams.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),
             lines: self.lines.load(Ordering::Relaxed),
@@ -47,6 +54,8 @@ impl Stats {
 pub struct Summary {
     /// TCP connections served to the end.
     pub connections: u64,
+    /// Clients turned away at a connection cap.
+    pub refused: u64,
     /// UDP datagrams received.
     pub datagrams: u64,
     /// Bytes received.
@@ -72,6 +81,9 @@ impl fmt::Display for Summary {
         write!(f, " and {}", plural(self.lines, "line"))?;
         if self.cut_off > 0 {
             write!(f, "; {} still open at the end of the grace period", plural(self.cut_off, "connection"))?;
+        }
+        if self.refused > 0 {
+            write!(f, "; {} turned away at a cap", plural(self.refused, "client"))?;
         }
         Ok(())
     }

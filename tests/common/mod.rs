@@ -108,12 +108,26 @@ pub struct ServeProcess {
     pub data: mpsc::Receiver<String>,
     /// stdout lines read so far.
     pub data_seen: Vec<String>,
+    /// Where the data goes when the server was given `--output`.
+    pub output_file: Option<std::path::PathBuf>,
 }
 
 impl ServeProcess {
     /// Starts `hubcat serve ARGS` and waits for its `listening on` line.
     pub fn start(args: &[&str]) -> ServeProcess {
-        let mut child = hubcat(&[&["serve"], args].concat()).spawn().expect("hubcat starts");
+        Self::start_with(hubcat_bin(), &[&["serve"], args].concat())
+    }
+
+    /// Starts `PROGRAM ARGS` (a `hubcat serve` under a wrapper such as prlimit) and waits for
+    /// its `listening on` line.
+    pub fn start_with(program: &str, args: &[&str]) -> ServeProcess {
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the server starts");
         let events = forward_lines(child.stderr.take().expect("stderr is piped"));
         let data = forward_lines(child.stdout.take().expect("stdout is piped"));
         let mut stderr_seen = Vec::new();
@@ -125,7 +139,34 @@ impl ServeProcess {
                 break addr.trim().parse().expect("a socket address follows `listening on`");
             }
         };
-        ServeProcess { child, addr, events, stderr_seen, data, data_seen: Vec::new() }
+        ServeProcess { child, addr, events, stderr_seen, data, data_seen: Vec::new(), output_file: None }
+    }
+
+    /// Waits until `count` lines of data are out, on stdout or in the output file.
+    pub fn wait_for_data_or_file(&mut self, count: usize) {
+        let Some(path) = self.output_file.clone() else { return self.wait_for_data(count) };
+        let deadline = std::time::Instant::now() + LIMIT;
+        loop {
+            let written = std::fs::read(&path).unwrap_or_default();
+            if written.iter().filter(|&&b| b == b'\n').count() >= count {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "fewer than {count} lines in {}", path.display());
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits until a stdout line contains `needle`.
+    pub fn wait_for_data_containing(&mut self, needle: &str) {
+        while !self.data_seen.iter().any(|l| l.contains(needle)) {
+            let line = self.data.recv_timeout(LIMIT).unwrap_or_else(|_| panic!("no `{needle}` on stdout"));
+            self.data_seen.push(line);
+        }
+    }
+
+    /// Stops reading the server's stdout: its read end closes at the next line that arrives.
+    pub fn close_stdout(&mut self) {
+        self.data = mpsc::channel().1;
     }
 
     /// Waits until stdout has shown `count` lines in all.
@@ -160,8 +201,13 @@ impl ServeProcess {
     }
 
     /// Sends SIGINT; returns the exit status, every stdout line and every stderr line.
-    pub fn stop(mut self) -> Stopped {
+    pub fn stop(self) -> Stopped {
         self.signal("INT");
+        self.finish()
+    }
+
+    /// Waits for the server to exit by itself; returns what [`ServeProcess::stop`] returns.
+    pub fn finish(mut self) -> Stopped {
         let status = wait_with_limit(&mut self.child);
         let mut stdout = std::mem::take(&mut self.data_seen);
         // The forwarding threads end at EOF, which follows the exit.

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use hubcat::bench::{BenchConfig, Scenario, Server};
 use hubcat::config::{
-    DEFAULT_CHUNK_BYTES, DEFAULT_DIAL_TIMEOUT, DEFAULT_GRACE, DEFAULT_HOST, DEFAULT_MAX_LINE, DEFAULT_PORT,
-    DEFAULT_UDP_WAIT,
+    DEFAULT_BUSY_MESSAGE, DEFAULT_CHUNK_BYTES, DEFAULT_DIAL_TIMEOUT, DEFAULT_GRACE, DEFAULT_HOST,
+    DEFAULT_MAX_LINE, DEFAULT_PORT, DEFAULT_UDP_WAIT, default_max_conns,
 };
 use hubcat::{ConnectConfig, Format, ServerConfig, Style};
 use std::time::Duration;
@@ -99,6 +99,29 @@ pub struct ServeArgs {
     /// Append the data to FILE instead of stdout (flushed and fsync'd before exit).
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Sent to each connected client when shutdown starts [default: "server shutting down;
+    /// closing in GRACE"]; an empty TEXT sends nothing.
+    #[arg(long, value_name = "TEXT")]
+    pub shutdown_notice: Option<String>,
+    /// Most connections at once; more clients get --busy-message and are closed
+    /// [default: the open-files limit, less a few descriptors for the server itself].
+    #[arg(long, value_name = "N")]
+    pub max_conns: Option<usize>,
+    /// Most connections at once from one client address, refused the same way [default: no cap].
+    #[arg(long, value_name = "N")]
+    pub max_conns_per_ip: Option<usize>,
+    /// The line sent to a client turned away at a cap.
+    #[arg(long, value_name = "TEXT", default_value = DEFAULT_BUSY_MESSAGE)]
+    pub busy_message: String,
+    /// Close a connection that sends nothing for this long [default: never].
+    #[arg(long, value_name = "DURATION")]
+    pub idle_timeout: Option<humantime::Duration>,
+    /// Close a connection this long after it opened, whatever it does [default: never].
+    #[arg(long, value_name = "DURATION")]
+    pub max_duration: Option<humantime::Duration>,
+    /// Close a connection that sends nothing this long after it opened [default: never].
+    #[arg(long, value_name = "DURATION")]
+    pub first_byte_timeout: Option<humantime::Duration>,
 }
 
 impl ServeArgs {
@@ -113,14 +136,30 @@ impl ServeArgs {
         split_host_port(&self.host).unwrap_or_else(|| (self.host.clone(), DEFAULT_PORT))
     }
 
-    /// The validated server settings.
-    pub fn config(&self) -> Result<ServerConfig, clap::Error> {
+    /// The validated server settings; `open_files` is the process's descriptor limit.
+    pub fn config(&self, open_files: usize) -> Result<ServerConfig, clap::Error> {
+        let line = |text: &str| format!("{text}\n").into_bytes();
+        let grace: std::time::Duration = self.grace.into();
+        let notice = match &self.shutdown_notice {
+            Some(text) if text.is_empty() => None,
+            Some(text) => Some(line(text)),
+            None => {
+                Some(line(&format!("server shutting down; closing in {}", humantime::format_duration(grace))))
+            }
+        };
         let config = ServerConfig {
             style: Style { format: self.format.into(), timestamps: self.timestamps },
             read_size: self.read_size,
             max_line: self.max_line,
-            greeting: self.greeting.as_ref().map(|text| format!("{text}\n").into_bytes()),
-            grace: self.grace.into(),
+            greeting: self.greeting.as_deref().map(line),
+            grace,
+            shutdown_notice: notice,
+            max_conns: self.max_conns.unwrap_or_else(|| default_max_conns(open_files)),
+            max_conns_per_ip: self.max_conns_per_ip,
+            busy_message: line(&self.busy_message),
+            idle_timeout: self.idle_timeout.map(Into::into),
+            max_duration: self.max_duration.map(Into::into),
+            first_byte_timeout: self.first_byte_timeout.map(Into::into),
         };
         config.validate().map_err(usage_error)?;
         Ok(config)

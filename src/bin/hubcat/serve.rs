@@ -3,21 +3,33 @@
 use std::process::ExitCode;
 
 use hubcat::addr::{bind_tcp, bind_udp, resolve};
+use hubcat::config::default_max_conns;
 use hubcat::output::SinkError;
 use hubcat::server::{self, ServeError};
 use hubcat::{Shutdown, Sink, Target};
 use tokio::signal::unix::{SignalKind, signal};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::args::ServeArgs;
 use crate::fail;
 
 /// Runs the server until a signal, then drains and prints the summary.
 pub async fn serve(args: ServeArgs) -> ExitCode {
-    let config = match args.config() {
+    // Each connection is a descriptor: take the most the system allows this process.
+    let open_files =
+        rlimit::increase_nofile_limit(u64::MAX).map_or(1024, |n| usize::try_from(n).unwrap_or(usize::MAX));
+    let config = match args.config(open_files) {
         Ok(config) => config,
         Err(err) => err.exit(),
     };
+    if config.max_conns > default_max_conns(open_files) && !args.udp {
+        warn!(
+            "--max-conns {} is more than the open-files limit ({open_files}) can hold; past about {} \
+             connections, new clients are turned away with the busy message (raise it with `ulimit -n`)",
+            config.max_conns,
+            default_max_conns(open_files)
+        );
+    }
     let (host, port) = args.host_and_port();
     let addrs = match resolve(&host, port).await {
         Ok(addrs) => addrs,
