@@ -4,7 +4,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,8 +17,7 @@ const CLIENTS: usize = 200;
 
 /// Streams numbered lines until `stop`, then closes and waits for the server's close; returns
 /// how many lines it wrote.
-async fn stream_lines(addr: SocketAddr, client: usize, stop: Arc<AtomicBool>) -> usize {
-    let mut stream = within(TcpStream::connect(addr)).await.expect("connects");
+async fn stream_lines(mut stream: TcpStream, client: usize, stop: Arc<AtomicBool>) -> usize {
     let mut sent = 0;
     while !stop.load(Ordering::Relaxed) && sent < 20_000 {
         let line = format!("client-{client:03} line-{sent:05} padding to make the line longer\n");
@@ -41,8 +39,16 @@ async fn stream_lines(addr: SocketAddr, client: usize, stop: Arc<AtomicBool>) ->
 /// on within the grace period, and returns what each client sent.
 async fn stream_through_shutdown(server: &mut ServeProcess) -> Vec<usize> {
     let stop = Arc::new(AtomicBool::new(false));
-    let clients: Vec<_> =
-        (0..CLIENTS).map(|c| tokio::spawn(stream_lines(server.addr, c, Arc::clone(&stop)))).collect();
+    // Everyone connects before the signal can land (late connects are refused, by design).
+    let mut streams = Vec::with_capacity(CLIENTS);
+    for _ in 0..CLIENTS {
+        streams.push(within(TcpStream::connect(server.addr)).await.expect("connects"));
+    }
+    let clients: Vec<_> = streams
+        .into_iter()
+        .enumerate()
+        .map(|(c, stream)| tokio::spawn(stream_lines(stream, c, Arc::clone(&stop))))
+        .collect();
     server.wait_for_event("connected");
     server.wait_for_data_or_file(2000);
     server.signal("TERM");
