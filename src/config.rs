@@ -47,6 +47,39 @@ pub fn default_max_conns(open_files: usize) -> usize {
     open_files.saturating_sub(RESERVED_DESCRIPTORS.min(open_files / 4)).max(1)
 }
 
+/// Buffer per connection in the modes that answer (echo, chat, broker).
+pub const RELAY_BUFFER_BYTES: usize = 16 * 1024;
+/// Messages queued for one chat or broker client before the slow-client policy applies.
+pub const DEFAULT_RELAY_QUEUE: usize = 1024;
+/// How long a leaving chat or broker client's queued messages may take to go out.
+pub const RELAY_FLUSH_LIMIT: Duration = Duration::from_secs(1);
+/// Longest chat nickname, in characters.
+pub const NICK_MAX_CHARS: usize = 32;
+
+/// What the server does with what clients send (it always writes the transcript).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// Print it (the textbook server).
+    #[default]
+    Print,
+    /// Send every byte back to its sender.
+    Echo,
+    /// Relay each line to the other clients as `<NICK> text`; the first line is the nickname.
+    Chat,
+    /// Relay the raw bytes of each client to all the others.
+    Broker,
+}
+
+/// What happens to a chat or broker client whose queue is full.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SlowClient {
+    /// Disconnect it, with a notice to the others.
+    #[default]
+    Disconnect,
+    /// Drop the messages it cannot take, and tell it how many once it catches up.
+    Drop,
+}
+
 /// How long `hubcat connect` waits for a dial by default (Go's `net.Dial` waits forever).
 pub const DEFAULT_DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// First pause before retrying a transient dial failure; doubles on each retry.
@@ -63,6 +96,12 @@ pub const QUIT_WORD: &str = "Q";
 /// Settings of `hubcat serve`.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
+    /// What the server does with what it receives.
+    pub mode: Mode,
+    /// What happens to a chat or broker client that cannot keep up.
+    pub slow_client: SlowClient,
+    /// Messages queued per chat or broker client.
+    pub relay_queue: usize,
     /// Record format and whether records carry a time.
     pub style: Style,
     /// Bytes per read in the `chunks` and `hex` formats.
@@ -92,6 +131,9 @@ pub struct ServerConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
+            mode: Mode::default(),
+            slow_client: SlowClient::default(),
+            relay_queue: DEFAULT_RELAY_QUEUE,
             style: Style::default(),
             read_size: DEFAULT_CHUNK_BYTES,
             max_line: DEFAULT_MAX_LINE,
@@ -121,6 +163,9 @@ impl ServerConfig {
         }
         if self.max_line == 0 {
             return Err("--max-line must be at least 1 byte".into());
+        }
+        if self.relay_queue == 0 {
+            return Err("--queue must be at least 1 message".into());
         }
         if self.max_conns == 0 || self.max_conns_per_ip == Some(0) {
             return Err("--max-conns and --max-conns-per-ip must be at least 1".into());

@@ -24,6 +24,9 @@ pub enum InputMode {
     Named(String),
     /// The input verbatim; at its end the sending side is closed and the reply read to its end.
     Raw,
+    /// A chat room (`hubcat serve --mode chat`): the name first, then each line as typed;
+    /// `Q` or `/quit` ends the session.
+    Chat(String),
 }
 
 /// How a session that did not fail ended.

@@ -49,7 +49,7 @@ where
                 // A raw request is answered until the server closes (the textbook's HTTP GET).
                 InputMode::Raw => ended_by_server(receiving.await, &mode),
                 // The user quit: give the server a moment to finish, then leave.
-                InputMode::Named(_) => match tokio::time::timeout(QUIT_LINGER, receiving).await {
+                InputMode::Named(_) | InputMode::Chat(_) => match tokio::time::timeout(QUIT_LINGER, receiving).await {
                     Ok(Err(err)) if !is_peer_gone(&err) => Err(err),
                     _ => Ok(SessionEnd::Finished),
                 },
@@ -85,8 +85,15 @@ where
         InputMode::Raw => {
             tokio::io::copy_buf(&mut input, &mut to_server).await?;
         }
-        InputMode::Named(name) => {
-            let prefix = format!("{name} says: ");
+        InputMode::Named(name) | InputMode::Chat(name) => {
+            let chat = matches!(mode, InputMode::Chat(_));
+            let prefix = if chat {
+                // The room's first line is the nickname; later lines go as typed.
+                to_server.write_all(format!("{name}\n").as_bytes()).await?;
+                String::new()
+            } else {
+                format!("{name} says: ")
+            };
             let mut line = Vec::new();
             let mut message = Vec::new();
             loop {
@@ -103,6 +110,9 @@ where
                 message.extend_from_slice(text);
                 message.push(b'\n');
                 to_server.write_all(&message).await?;
+                if chat && text == b"/quit" {
+                    break;
+                }
             }
         }
     }

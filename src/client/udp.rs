@@ -53,7 +53,7 @@ where
         }
         let text = trim_line_ending(&line);
         datagram.clear();
-        if let InputMode::Named(name) = mode {
+        if let InputMode::Named(name) | InputMode::Chat(name) = mode {
             if text == QUIT_WORD.as_bytes() {
                 return Ok(());
             }

@@ -8,27 +8,48 @@ use crate::scan::plain_prefix_len;
 
 /// Appends `bytes` to `out`, escaping anything that could drive a terminal.
 pub fn escape_into(out: &mut Vec<u8>, bytes: &[u8]) {
+    escape(out, bytes, Backslash::Double);
+}
+
+/// What happens to a literal backslash.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Backslash {
+    /// `\\`, so records can be read back unambiguously.
+    Double,
+    /// Left alone: text shown to a person only has to be safe, and a relayed chat line was
+    /// already escaped by the server.
+    Keep,
+}
+
+fn escape(out: &mut Vec<u8>, bytes: &[u8], backslash: Backslash) {
     let mut rest = bytes;
     loop {
         let plain = plain_prefix_len(rest);
         out.extend_from_slice(&rest[..plain]);
         rest = &rest[plain..];
         let Some(&b) = rest.first() else { return };
-        let used = if b < 0x80 { escape_ascii(out, b) } else { escape_non_ascii(out, rest) };
+        let used = match b {
+            b'\\' if backslash == Backslash::Keep => {
+                out.push(b);
+                1
+            }
+            0..0x80 => escape_ascii(out, b),
+            _ => escape_non_ascii(out, rest),
+        };
         rest = &rest[used..];
     }
 }
 
-/// Like [`escape_into`], but keeps line breaks (`\n` and `\r\n` become a newline), for text
-/// that is shown as it flows rather than one record per line.
+/// Like [`escape_into`], for text shown to a person as it flows: line breaks are kept (`\n`
+/// and `\r\n` become a newline) and backslashes are left alone.
 pub fn escape_text_into(out: &mut Vec<u8>, bytes: &[u8]) {
     let mut lines = bytes.split(|&b| b == b'\n').peekable();
     while let Some(line) = lines.next() {
         if lines.peek().is_some() {
-            escape_into(out, line.strip_suffix(b"\r").unwrap_or(line));
+            escape(out, line.strip_suffix(b"\r").unwrap_or(line), Backslash::Keep);
             out.push(b'\n');
         } else {
-            escape_into(out, line);
+            escape(out, line, Backslash::Keep);
         }
     }
 }
@@ -124,7 +145,7 @@ mod tests {
     #[test]
     fn text_keeps_line_breaks() {
         let mut out = Vec::new();
-        escape_text_into(&mut out, b"HTTP/1.0 200 OK\r\nX: \x1b[1m\n\nbody");
-        assert_eq!(out, b"HTTP/1.0 200 OK\nX: \\x1b[1m\n\nbody");
+        escape_text_into(&mut out, b"HTTP/1.0 200 OK\r\nX: \x1b[1m C:\\dir\n\nbody");
+        assert_eq!(out, b"HTTP/1.0 200 OK\nX: \\x1b[1m C:\\dir\n\nbody");
     }
 }

@@ -28,11 +28,10 @@ use tracing::{debug, info};
 
 use super::Shared;
 use super::registry::Phase;
-use super::stats::plural;
-use super::timer::{Deadlines, Expired};
+use super::timer::Deadlines;
+use super::transcript::{End, Transcript};
 use crate::config::READ_BUFFER_BYTES;
-use crate::framing::{Framer, Piece};
-use crate::output::{Event, Format, Origin, RecordSender, Records, json_event};
+use crate::output::{Event, Format, Origin, json_event};
 
 thread_local! {
     /// Each worker thread reads into this one buffer; connections never own a read buffer.
@@ -42,47 +41,15 @@ thread_local! {
 /// A wait for room in the sink's queue; boxed because it is rare and the task must stay small.
 type CapacityWait = Pin<Box<dyn Future<Output = Result<OwnedPermit<Vec<u8>>, SendError<()>>> + Send>>;
 
-/// Why a connection ended.
-#[derive(Debug)]
-enum End {
-    /// The client closed its side and everything it sent was read.
-    ClosedByClient,
-    /// The client reset the connection.
-    Reset,
-    /// A read failed for another reason.
-    Failed(io::Error),
-    /// The server is shutting down and the grace period is over.
-    Shutdown,
-    /// The sink stopped, so there is nowhere to put what would be read.
-    OutputClosed,
-    /// A timeout configured for connections passed.
-    TimedOut(Expired),
-}
-
-impl End {
-    fn describe(&self) -> String {
-        match self {
-            End::ClosedByClient => "closed by client".into(),
-            End::Reset => "reset by client".into(),
-            End::Failed(err) => format!("read error: {}", crate::error::reason(err)),
-            End::Shutdown => "closed by server at shutdown".into(),
-            End::OutputClosed => "closed because the output stopped".into(),
-            End::TimedOut(expired) => format!("closed by server: {}", expired.describe()),
-        }
-    }
-}
-
 /// One client connection in `print` mode.
 pub(super) struct Connection {
     stream: TcpStream,
     shared: Arc<Shared>,
-    framer: Framer,
+    transcript: Transcript,
     /// What most connections never need, boxed so the task stays small.
     extras: Option<Box<Extras>>,
     peer: SocketAddr,
     id: u64,
-    received: u64,
-    lines: u64,
     /// This connection's entry in the registry (its waker, its place under the caps).
     slot: u32,
     /// Bytes of the greeting already written.
@@ -109,12 +76,10 @@ impl Connection {
         Connection {
             stream,
             shared,
-            framer: Framer::new(),
+            transcript: Transcript::default(),
             extras,
             peer,
             id,
-            received: 0,
-            lines: 0,
             slot,
             greeted: 0,
             noticed: false,
@@ -185,15 +150,13 @@ impl Connection {
                 _ => READ_BUFFER_BYTES,
             };
             let origin = self.origin();
-            let (stream, framer, shared) = (&mut self.stream, &mut self.framer, &self.shared);
+            let (stream, transcript, shared) = (&mut self.stream, &mut self.transcript, &self.shared);
             let result: io::Result<usize> = READ_BUFFER.with_borrow_mut(|buffer| {
                 let n = stream.try_read(&mut buffer[..read_size])?;
                 if n > 0 {
-                    let batch = render(shared, framer, origin, self.received, &buffer[..n]);
-                    self.received += n as u64;
-                    self.lines += batch.lines;
-                    if !batch.out.is_empty() {
-                        permit.send(batch.out);
+                    let out = transcript.record(shared, origin, &buffer[..n]);
+                    if !out.is_empty() {
+                        permit.send(out);
                     }
                 }
                 Ok(n)
@@ -206,8 +169,7 @@ impl Connection {
                     }
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-                Err(err) if err.kind() == io::ErrorKind::ConnectionReset => return Poll::Ready(End::Reset),
-                Err(err) => return Poll::Ready(End::Failed(err)),
+                Err(err) => return Poll::Ready(End::from_io(err)),
             }
         }
     }
@@ -243,40 +205,6 @@ impl Connection {
         }
         Poll::Ready(())
     }
-
-    /// Emits the unterminated last line and the closing event, logs, and counts the connection.
-    fn close(&mut self, end: End) {
-        let config = &self.shared.config;
-        let mut out = Vec::new();
-        let mut records = Records::new(config.style, self.origin(), &mut out);
-        let mut tail_lines = 0;
-        match config.style.format {
-            Format::Lines | Format::Json => self.framer.finish_lines(config.max_line, |line| {
-                tail_lines += u64::from(line.piece == Piece::End);
-                records.line(line);
-            }),
-            Format::Raw => self.framer.finish_raw(|bytes| records.raw(bytes)),
-            Format::Chunks | Format::Hex => {}
-        }
-        records.finish();
-        self.lines += tail_lines;
-        let reason = end.describe();
-        if config.style.format == Format::Json {
-            let event = Event::Disconnect { reason: &reason, bytes: self.received, lines: self.lines };
-            json_event(&mut out, self.origin(), event);
-        }
-        if !out.is_empty() && !matches!(end, End::OutputClosed) {
-            send_detached(&self.shared.records, out);
-        }
-        self.shared.stats.add_connection(self.received, self.lines);
-        info!(
-            "#{} {} left: {reason}; sent {} in {}",
-            self.id,
-            self.peer,
-            plural(self.received, "byte"),
-            plural(self.lines, "line")
-        );
-    }
 }
 
 impl Future for Connection {
@@ -285,7 +213,8 @@ impl Future for Connection {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
         let end = ready!(this.poll_session(cx));
-        this.close(end);
+        let origin = this.origin();
+        this.transcript.close(&this.shared, origin, &end);
         Poll::Ready(())
     }
 }
@@ -293,18 +222,6 @@ impl Future for Connection {
 impl Drop for Connection {
     fn drop(&mut self) {
         self.shared.registry.remove(self.slot, self.peer.ip());
-    }
-}
-
-/// Queues a connection's last records. When the queue is full they are handed to a small task
-/// of their own: every earlier record of the connection is already queued, so order is kept,
-/// and the sink finishes only after that task has delivered them.
-fn send_detached(records: &RecordSender, out: Vec<u8>) {
-    if let Err(TrySendError::Full(out)) = records.try_send(out) {
-        let records = records.clone();
-        tokio::spawn(async move {
-            let _ = records.send(out).await;
-        });
     }
 }
 
@@ -325,37 +242,6 @@ impl Reserved<'_> {
     }
 }
 
-/// The records rendered from one read.
-struct Batch {
-    out: Vec<u8>,
-    lines: u64,
-}
-
-/// Turns one read into records; `offset` is the number of bytes the connection sent before it.
-fn render(shared: &Shared, framer: &mut Framer, origin: Origin, offset: u64, data: &[u8]) -> Batch {
-    let config = &shared.config;
-    // Room for the data plus a typical prefix per line; a larger expansion grows the buffer once.
-    let mut out = Vec::with_capacity(data.len() + data.len() / 2 + 128);
-    let mut records = Records::new(config.style, origin, &mut out);
-    let mut lines = 0;
-    match config.style.format {
-        Format::Lines | Format::Json => framer.lines(data, config.max_line, |line| {
-            lines += u64::from(line.piece == Piece::End);
-            records.line(line);
-        }),
-        format => {
-            lines = memchr::memchr_iter(b'\n', data).count() as u64;
-            match format {
-                Format::Raw => framer.raw(data, config.max_line, |bytes| records.raw(bytes)),
-                Format::Hex => records.hex(data, offset),
-                _ => records.chunk(data),
-            }
-        }
-    }
-    records.finish();
-    Batch { out, lines }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -371,6 +257,7 @@ mod tests {
             config: Default::default(),
             records: sink.sender(),
             registry: Registry::default(),
+            room: Default::default(),
             stats: Stats::default(),
             next_id: AtomicU64::new(1),
         });

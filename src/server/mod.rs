@@ -2,10 +2,16 @@
 //! sink; on shutdown stop accepting, drain connections within the grace period, flush, summarise.
 
 mod accept;
+mod broker;
+mod chat;
+mod echo;
 mod handler;
 mod registry;
+mod relay;
+mod session;
 mod stats;
 mod timer;
+mod transcript;
 mod udp;
 
 use std::sync::Arc;
@@ -23,6 +29,7 @@ use crate::error::NetError;
 use crate::output::{RecordSender, Sink, SinkError};
 use crate::shutdown::Shutdown;
 use registry::{Phase, Registry};
+use relay::Room;
 use stats::Stats;
 
 /// Why the server stopped other than by request.
@@ -42,6 +49,8 @@ struct Shared {
     config: ServerConfig,
     records: RecordSender,
     registry: Registry,
+    /// The clients of the chat and broker modes.
+    room: Room,
     stats: Stats,
     next_id: AtomicU64,
 }
@@ -57,10 +66,12 @@ pub async fn run(
 ) -> Result<Summary, ServeError> {
     let grace = config.grace;
     let registry = Registry::new(config.max_conns, config.max_conns_per_ip, descriptor_limit());
+    let room = Room::new(config.slow_client);
     let shared = Arc::new(Shared {
         config,
         records: sink.sender(),
         registry,
+        room,
         stats: Stats::default(),
         next_id: AtomicU64::new(1),
     });
@@ -81,7 +92,8 @@ pub async fn run(
     while accepting.join_next().await.is_some() {}
     let grace = if output_failed.is_cancelled() { Default::default() } else { grace };
     let cut_off = drain(&shared.registry, grace).await;
-    let summary = shared.stats.summary(cut_off);
+    let mut summary = shared.stats.summary(cut_off);
+    (summary.dropped, summary.kicked) = shared.room.slow_counts();
     drop(shared);
     sink.finish().await?;
     match fatal {

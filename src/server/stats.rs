@@ -45,6 +45,8 @@ impl Stats {
             bytes: self.bytes.load(Ordering::Relaxed),
             lines: self.lines.load(Ordering::Relaxed),
             cut_off,
+            dropped: 0,
+            kicked: 0,
         }
     }
 }
@@ -64,6 +66,10 @@ pub struct Summary {
     pub lines: u64,
     /// Connections still open when the grace period ended, closed by the server.
     pub cut_off: u64,
+    /// Relay messages not delivered to clients too slow to take them (`--slow-client drop`).
+    pub dropped: u64,
+    /// Relay clients disconnected for being too slow (`--slow-client disconnect`).
+    pub kicked: u64,
 }
 
 impl fmt::Display for Summary {
@@ -84,6 +90,12 @@ impl fmt::Display for Summary {
         }
         if self.refused > 0 {
             write!(f, "; {} turned away at a cap", plural(self.refused, "client"))?;
+        }
+        if self.kicked > 0 {
+            write!(f, "; {} disconnected for being too slow", plural(self.kicked, "client"))?;
+        }
+        if self.dropped > 0 {
+            write!(f, "; {} not delivered to slow clients", plural(self.dropped, "message"))?;
         }
         Ok(())
     }

@@ -7,7 +7,8 @@ use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use hubcat::bench::{BenchConfig, Scenario, Server};
 use hubcat::config::{
     DEFAULT_BUSY_MESSAGE, DEFAULT_CHUNK_BYTES, DEFAULT_DIAL_TIMEOUT, DEFAULT_GRACE, DEFAULT_HOST,
-    DEFAULT_MAX_LINE, DEFAULT_PORT, DEFAULT_UDP_WAIT, default_max_conns,
+    DEFAULT_MAX_LINE, DEFAULT_PORT, DEFAULT_RELAY_QUEUE, DEFAULT_UDP_WAIT, Mode, SlowClient,
+    default_max_conns,
 };
 use hubcat::{ConnectConfig, Format, ServerConfig, Style};
 use std::time::Duration;
@@ -66,6 +67,28 @@ impl From<FormatArg> for Format {
     }
 }
 
+/// Server modes, as named on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ModeArg {
+    /// Print what clients send (the textbook server).
+    Print,
+    /// Send every byte back to its sender.
+    Echo,
+    /// A chat room: the first line is a nickname, each later line goes to the others.
+    Chat,
+    /// Relay each client's raw bytes to all the others.
+    Broker,
+}
+
+/// Slow-client policies, as named on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum SlowClientArg {
+    /// Disconnect a client whose queue is full, telling the others.
+    Disconnect,
+    /// Drop what a slow client cannot take, and tell it how much once it catches up.
+    Drop,
+}
+
 /// Arguments of `hubcat serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -75,6 +98,15 @@ pub struct ServeArgs {
     pub host: String,
     /// Port to listen on, 50000 when not given; 0 picks a free one (printed at start).
     pub port: Option<u16>,
+    /// What the server does with what clients send; it always prints it too.
+    #[arg(long, value_enum, default_value_t = ModeArg::Print)]
+    pub mode: ModeArg,
+    /// Chat and broker: what happens to a client that cannot keep up with the room.
+    #[arg(long, value_enum, default_value_t = SlowClientArg::Disconnect)]
+    pub slow_client: SlowClientArg,
+    /// Chat and broker: messages queued per client before --slow-client applies.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_RELAY_QUEUE)]
+    pub queue: usize,
     /// How received data is printed.
     #[arg(long, value_enum, default_value_t = FormatArg::Lines)]
     pub format: FormatArg,
@@ -148,6 +180,17 @@ impl ServeArgs {
             }
         };
         let config = ServerConfig {
+            mode: match self.mode {
+                ModeArg::Print => Mode::Print,
+                ModeArg::Echo => Mode::Echo,
+                ModeArg::Chat => Mode::Chat,
+                ModeArg::Broker => Mode::Broker,
+            },
+            slow_client: match self.slow_client {
+                SlowClientArg::Disconnect => SlowClient::Disconnect,
+                SlowClientArg::Drop => SlowClient::Drop,
+            },
+            relay_queue: self.queue,
             style: Style { format: self.format.into(), timestamps: self.timestamps },
             read_size: self.read_size,
             max_line: self.max_line,
@@ -176,6 +219,9 @@ pub struct ConnectArgs {
     /// Use UDP: one datagram per line.
     #[arg(long)]
     pub udp: bool,
+    /// Join a `hubcat serve --mode chat` room: the name is sent first, then lines as typed.
+    #[arg(long, conflicts_with = "udp")]
+    pub chat: bool,
     /// Send lines as `NAME says: LINE` (asked for when typing at a terminal); `Q` quits.
     #[arg(long)]
     pub name: Option<String>,

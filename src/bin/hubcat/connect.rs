@@ -31,7 +31,8 @@ pub async fn connect(args: ConnectArgs) -> ExitCode {
             Err(err) => return fail(err),
         };
         let peer = socket.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| format!("{host}:{port}"));
-        let Some(mode) = input_mode(&mut input, config.name.clone(), interactive, &peer, transport).await
+        let Some(mode) =
+            input_mode(&mut input, config.name.clone(), false, interactive, &peer, transport).await
         else {
             return ExitCode::SUCCESS;
         };
@@ -42,7 +43,8 @@ pub async fn connect(args: ConnectArgs) -> ExitCode {
             Err(err) => return fail(err),
         };
         let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| format!("{host}:{port}"));
-        let Some(mode) = input_mode(&mut input, config.name.clone(), interactive, &peer, transport).await
+        let Some(mode) =
+            input_mode(&mut input, config.name.clone(), args.chat, interactive, &peer, transport).await
         else {
             return ExitCode::SUCCESS;
         };
@@ -66,11 +68,13 @@ fn server_ended(what: &str) -> ExitCode {
     ExitCode::from(EXIT_SERVER_ENDED)
 }
 
-/// Named lines when a name is given or the user types at a terminal (asking for the name if
-/// needed), raw bytes otherwise. `None` when the input ends before a name is given.
+/// Chat when asked for; named lines when a name is given or the user types at a terminal
+/// (asking for the name if needed); raw bytes otherwise. `None` when the input ends before a
+/// name is given.
 async fn input_mode<R>(
     input: &mut BufReader<R>,
     name: Option<String>,
+    chat: bool,
     interactive: bool,
     peer: &str,
     transport: &str,
@@ -78,15 +82,17 @@ async fn input_mode<R>(
 where
     R: tokio::io::AsyncRead + Unpin,
 {
-    if !interactive {
+    if !interactive && !chat {
         return Some(name.map_or(InputMode::Raw, InputMode::Named));
     }
     let name = match name {
         Some(name) => name,
         None => ask_name(input).await?,
     };
-    eprintln!("connected to {transport}{peer} as {name}; type lines to send, Q to quit");
-    Some(InputMode::Named(name))
+    if interactive {
+        eprintln!("connected to {transport}{peer} as {name}; type lines to send, Q to quit");
+    }
+    Some(if chat { InputMode::Chat(name) } else { InputMode::Named(name) })
 }
 
 async fn ask_name<R>(input: &mut BufReader<R>) -> Option<String>
