@@ -3,6 +3,7 @@
 
 mod churn;
 mod echo;
+mod fanout;
 mod hold;
 mod ingest;
 mod procfs;
@@ -16,6 +17,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::net::{TcpSocket, TcpStream};
 
+pub use fanout::Fanout;
 pub use report::{Metric, Report};
 pub use spawn::Spawned;
 
@@ -47,6 +49,8 @@ pub enum Scenario {
         /// Connections in flight at once.
         concurrency: usize,
     },
+    /// A room of clients on a chat or broker server; a few send paced messages to all.
+    Fanout(Fanout),
     /// `clients` clients ping-pong `bytes`-byte messages for `duration` against an echo server.
     Echo {
         /// Concurrent clients.
@@ -66,6 +70,7 @@ impl Scenario {
             Scenario::Hold { .. } => "hold",
             Scenario::Churn { .. } => "churn",
             Scenario::Echo { .. } => "echo",
+            Scenario::Fanout(_) => "fanout",
         }
     }
 }
@@ -146,6 +151,7 @@ pub async fn run(config: BenchConfig) -> Result<Report, BenchError> {
             Scenario::Echo { clients, bytes, duration } => {
                 echo::run(&under_test, clients, bytes, duration).await
             }
+            Scenario::Fanout(sizes) => fanout::run(&under_test, sizes).await,
         }
     };
     let limit = config.time_limit + Duration::from_secs(5);

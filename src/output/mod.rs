@@ -2,8 +2,10 @@
 
 mod escape;
 mod format;
+mod queue;
 mod sink;
 
 pub use escape::{escape_into, escape_text_into};
 pub use format::{Event, Format, Origin, Records, Style, json_event};
-pub use sink::{Capture, RecordSender, Sink, SinkError, Target};
+pub use queue::{OwnedReservation, RecordSender, Reservation};
+pub use sink::{Capture, Sink, SinkError, Target};

@@ -23,7 +23,6 @@ use std::task::{Context, Poll, ready};
 
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::error::{SendError, TrySendError};
-use tokio::sync::mpsc::{OwnedPermit, Permit};
 use tracing::{debug, info};
 
 use super::Shared;
@@ -31,7 +30,7 @@ use super::registry::Phase;
 use super::timer::Deadlines;
 use super::transcript::{End, Transcript};
 use crate::config::READ_BUFFER_BYTES;
-use crate::output::{Event, Format, Origin, json_event};
+use crate::output::{Event, Format, Origin, OwnedReservation, Reservation, json_event};
 
 thread_local! {
     /// Each worker thread reads into this one buffer; connections never own a read buffer.
@@ -39,7 +38,7 @@ thread_local! {
 }
 
 /// A wait for room in the sink's queue; boxed because it is rare and the task must stay small.
-type CapacityWait = Pin<Box<dyn Future<Output = Result<OwnedPermit<Vec<u8>>, SendError<()>>> + Send>>;
+type CapacityWait = Pin<Box<dyn Future<Output = Result<OwnedReservation, SendError<()>>> + Send>>;
 
 /// One client connection in `print` mode.
 pub(super) struct Connection {
@@ -136,7 +135,7 @@ impl Connection {
             let permit = match owned {
                 Some(owned) => Reserved::Owned(owned),
                 None => match records.try_reserve() {
-                    Ok(permit) => Reserved::Borrowed(permit),
+                    Ok(reservation) => Reserved::Borrowed(reservation),
                     Err(TrySendError::Full(())) => {
                         let wait: CapacityWait = Box::pin(records.clone().reserve_owned());
                         self.extras.get_or_insert_default().capacity = Some(wait);
@@ -227,17 +226,15 @@ impl Drop for Connection {
 
 /// Room in the sink's queue, reserved before reading so a read never has to wait to be queued.
 enum Reserved<'a> {
-    Borrowed(Permit<'a, Vec<u8>>),
-    Owned(OwnedPermit<Vec<u8>>),
+    Borrowed(Reservation<'a>),
+    Owned(OwnedReservation),
 }
 
 impl Reserved<'_> {
     fn send(self, out: Vec<u8>) {
         match self {
-            Reserved::Borrowed(permit) => permit.send(out),
-            Reserved::Owned(permit) => {
-                permit.send(out);
-            }
+            Reserved::Borrowed(reservation) => reservation.send(out),
+            Reserved::Owned(reservation) => reservation.send(out),
         }
     }
 }

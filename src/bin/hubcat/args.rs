@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
-use hubcat::bench::{BenchConfig, Scenario, Server};
+use hubcat::bench::{BenchConfig, Fanout, Scenario, Server};
 use hubcat::config::{
     DEFAULT_BUSY_MESSAGE, DEFAULT_CHUNK_BYTES, DEFAULT_DIAL_TIMEOUT, DEFAULT_GRACE, DEFAULT_HOST,
     DEFAULT_MAX_LINE, DEFAULT_PORT, DEFAULT_RELAY_QUEUE, DEFAULT_UDP_WAIT, Mode, SlowClient,
@@ -342,6 +342,26 @@ pub enum ScenarioArgs {
         #[arg(long, default_value_t = 50)]
         concurrency: usize,
     },
+    /// A room on a chat or broker server; senders' paced messages reach everyone else.
+    Fanout {
+        #[command(flatten)]
+        common: BenchCommon,
+        /// Clients in the room (keep under 18,900 per bench process).
+        #[arg(long, default_value_t = 500)]
+        clients: usize,
+        /// How many of them send.
+        #[arg(long, default_value_t = 5)]
+        senders: usize,
+        /// Messages each sender sends.
+        #[arg(long, default_value_t = 1000)]
+        messages: u64,
+        /// Messages per second per sender (0: as fast as possible).
+        #[arg(long, default_value_t = 200)]
+        rate: u64,
+        /// Bytes per message, newline included.
+        #[arg(long, default_value_t = 64)]
+        bytes: usize,
+    },
     /// Ping-pong messages against an echo server; round trips per second and latency.
     Echo {
         #[command(flatten)]
@@ -383,6 +403,7 @@ impl ScenarioArgs {
             ScenarioArgs::Ingest { common, .. }
             | ScenarioArgs::Hold { common, .. }
             | ScenarioArgs::Churn { common, .. }
+            | ScenarioArgs::Fanout { common, .. }
             | ScenarioArgs::Echo { common, .. } => common,
         }
     }
@@ -411,6 +432,9 @@ impl ScenarioArgs {
             ScenarioArgs::Churn { conns, concurrency, .. } => Scenario::Churn { conns, concurrency },
             ScenarioArgs::Echo { clients, bytes, duration, .. } => {
                 Scenario::Echo { clients, bytes, duration: duration.into() }
+            }
+            ScenarioArgs::Fanout { clients, senders, messages, rate, bytes, .. } => {
+                Scenario::Fanout(Fanout { clients, senders, messages, rate, bytes })
             }
         };
         Ok(BenchConfig { server, scenario, time_limit: common.time_limit.into() })
