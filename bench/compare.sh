@@ -6,14 +6,20 @@
 # against every server (medians are reported), and writes the table and ratios to BENCHMARKS.md.
 # Loopback only; every run is bounded by `hubcat bench --time-limit`.
 #
+# Two races: printing what clients send (issue 3: ingest, hold, churn, out of descriptors)
+# and relaying it (issue 5: echo round trips, chat and broker fan-out in rooms of 500, 1,100
+# and 5,000).
+#
 # Usage: bench/compare.sh [--quick]     (--quick: smaller sizes, one run; for trying the script)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUNS=${RUNS:-3}
 CLIENTS=100 LINES=20000 SLOW_LINES=500 HOLD_A=10000 HOLD_B=18900 CHURN=20000
+ECHO_TIME=5s ROOM_MSGS=1000 BIG_ROOM=5000
 if [ "${1:-}" = "--quick" ]; then
   RUNS=1 LINES=2000 SLOW_LINES=50 HOLD_A=1000 HOLD_B=2000 CHURN=2000
+  ECHO_TIME=1s ROOM_MSGS=100 BIG_ROOM=1500
 fi
 
 need=()
@@ -25,7 +31,7 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
-cargo build --release --quiet --bin hubcat --example copy_server
+cargo build --release --quiet --bin hubcat --example copy_server --example echo_server --example relay_server
 mkdir -p target/peers
 export GOCACHE="${GOCACHE:-$PWD/target/go-cache}"
 go build -o target/peers/textbook-server bench/peers/textbook-server/server.go
@@ -42,6 +48,23 @@ declare -A SERVERS=(
   [reference]="$PWD/target/release/examples/copy_server {port}"
 )
 ORDER=(hubcat hubcat-raw textbook-go textbook-improved-go ncat socat reference)
+
+declare -A ECHOERS=(
+  [hubcat-echo]="$HUBCAT serve 127.0.0.1 {port} --mode echo"
+  [socat-pipe]="socat TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr,backlog=4096 PIPE"
+  [ncat-exec-cat]="ncat -lk -m 20000 -e /bin/cat 127.0.0.1 {port}"
+  [reference-echo]="$PWD/target/release/examples/echo_server {port}"
+)
+ECHO_ORDER=(hubcat-echo socat-pipe ncat-exec-cat reference-echo)
+
+declare -A RELAYS=(
+  [hubcat-chat]="$HUBCAT serve 127.0.0.1 {port} --mode chat"
+  [hubcat-broker]="$HUBCAT serve 127.0.0.1 {port} --mode broker"
+  [ncat-chat]="ncat -lk --chat -m 20000 127.0.0.1 {port}"
+  [ncat-broker]="ncat -lk --broker -m 20000 127.0.0.1 {port}"
+  [reference-relay]="$PWD/target/release/examples/relay_server {port}"
+)
+RELAY_ORDER=(hubcat-chat hubcat-broker ncat-chat ncat-broker reference-relay)
 
 RESULTS=target/bench-results.jsonl
 : > "$RESULTS"
@@ -72,6 +95,18 @@ for round in $(seq "$RUNS"); do
     [ "$name" != socat ] && CASE=hold-$HOLD_B run "$name" hold "$command" --conns "$HOLD_B"
     CASE=churn run "$name" churn "$command" --conns "$CHURN" --concurrency 50
     CASE=nofile-256 run "$name" hold "prlimit --nofile=256 $command" --conns 300 --settle 2s
+  done
+  for name in "${ECHO_ORDER[@]}"; do
+    CASE=echo-50 run "$name" echo "${ECHOERS[$name]}" --clients 50 --bytes 64 --duration "$ECHO_TIME"
+  done
+  for name in "${RELAY_ORDER[@]}"; do
+    command=${RELAYS[$name]}
+    CASE=room-500 run "$name" fanout "$command" --clients 500 --senders 5 --messages "$ROOM_MSGS" --rate 200
+    CASE=room-1100 run "$name" fanout "$command" --clients 1100 --senders 5 --messages "$ROOM_MSGS" --rate 200
+    # ncat's select() loop cannot hold 5,000 clients (it aborts past 1,020 descriptors).
+    case $name in ncat-*) ;; *)
+      CASE=room-$BIG_ROOM run "$name" fanout "$command" --clients "$BIG_ROOM" --senders 5 --messages 100 --rate 100
+    esac
   done
   echo >&2
 done

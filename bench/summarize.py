@@ -25,6 +25,81 @@ LABELS = {
 }
 
 
+RELAY_LABELS = {
+    "hubcat-echo": "`hubcat serve --mode echo` (transcript on stdout)",
+    "socat-pipe": "`socat TCP-LISTEN:...,fork PIPE`",
+    "ncat-exec-cat": "`ncat -lk -e /bin/cat`",
+    "reference-echo": "minimal tokio echo server (reference)",
+    "hubcat-chat": "`hubcat serve --mode chat` (nicknames, escaping, transcript)",
+    "hubcat-broker": "`hubcat serve --mode broker` (transcript)",
+    "ncat-chat": "`ncat -lk --chat`",
+    "ncat-broker": "`ncat -lk --broker`",
+    "reference-relay": "minimal tokio relay, broadcast channel (reference)",
+}
+
+
+def relay_sections(runs, w):
+    """Echo and fan-out results (issue 5)."""
+    echo = ["hubcat-echo", "socat-pipe", "ncat-exec-cat", "reference-echo"]
+    relays = ["hubcat-chat", "hubcat-broker", "ncat-chat", "ncat-broker", "reference-relay"]
+    if not any(s in echo + relays for (s, _) in runs):
+        return
+    rooms = sorted({c for (_, c) in runs if c.startswith("room-")}, key=lambda c: int(c.split("-")[1]))
+    w("## Relaying: echo and fan-out (issue 5)\n")
+    w("- **echo-50**: 50 clients ping-pong 64-byte messages for 5 s (`hubcat bench echo`).")
+    w("- **room-N**: N clients in one room; 5 of them send 1,000 messages of 64 B at 200/s each")
+    w("  (the room of 5,000: 100 messages at 100/s); each message carries its send time, and every")
+    w("  other client must receive it (`hubcat bench fanout`). Latency is send to receive.\n")
+    w("| echo server | round trips/s | p99 ms |")
+    w("|---|---|---|")
+    for s in echo:
+        rt = median(runs, s, "echo-50", "round_trips_per_second")
+        p99 = median(runs, s, "echo-50", "p99")
+        w(f"| {RELAY_LABELS[s]} | {fmt(rt, '{:,.0f}')} | {fmt(p99, '{:.2f}')} |")
+    w("")
+    header = ["relay"]
+    for room in rooms:
+        header += [f"{room}: p99 ms", f"{room}: lost"]
+    header.append("CPU µs per delivery, room-500")
+    w("| " + " | ".join(header) + " |")
+    w("|" + "---|" * len(header))
+    for s in relays:
+        row = [RELAY_LABELS[s]]
+        for room in rooms:
+            if (s, room) not in runs:
+                row += ["not run", "not run"]
+                continue
+            results = [m for m in runs[(s, room)] if m]
+            if not results:
+                row += ["fails", "fails"]
+                continue
+            row.append(fmt(median(runs, s, room, "p99"), "{:.1f}"))
+            lost = median(runs, s, room, "lost")
+            expected = median(runs, s, room, "expected")
+            row.append("0" if lost == 0 else f"{lost:,.0f} of {expected:,.0f}")
+        row.append(fmt(median(runs, s, "room-500", "server_cpu_per_delivery"), "{:.2f}"))
+        w("| " + " | ".join(row) + " |")
+    w("")
+    echo_rt = lambda s: median(runs, s, "echo-50", "round_trips_per_second")
+    p99 = lambda s: median(runs, s, "room-500", "p99")
+    cpu = lambda s: median(runs, s, "room-500", "server_cpu_per_delivery")
+    rows = [
+        ("room of 500, p99: chat vs `ncat --chat`", ratio(p99("hubcat-chat"), p99("ncat-chat")), "<= 0.5x, no loss"),
+        ("room of 500, p99: broker vs `ncat --broker`", ratio(p99("hubcat-broker"), p99("ncat-broker")), "<= 0.5x, no loss"),
+        ("echo round trips vs socat", ratio(echo_rt("hubcat-echo"), echo_rt("socat-pipe")), ">= 2.5x"),
+        ("echo round trips vs `ncat -e cat`", ratio(echo_rt("hubcat-echo"), echo_rt("ncat-exec-cat")), ""),
+        ("echo round trips vs reference", ratio(echo_rt("hubcat-echo"), echo_rt("reference-echo")), ""),
+        ("reference echo vs socat (the ceiling here)", ratio(echo_rt("reference-echo"), echo_rt("socat-pipe")), ""),
+        ("CPU per delivery, chat vs reference", ratio(cpu("hubcat-chat"), cpu("reference-relay")), "<= 1.2x"),
+        ("CPU per delivery, broker vs reference", ratio(cpu("hubcat-broker"), cpu("reference-relay")), "<= 1.2x"),
+    ]
+    w("| measure | hubcat | target |")
+    w("|---|---|---|")
+    for name, value, target in rows:
+        w(f"| {name} | {value} | {target} |")
+    w("")
+
+
 def load(path):
     runs = defaultdict(list)  # (server, case) -> [metrics dict or None]
     with open(path) as f:
@@ -177,12 +252,16 @@ def main():
         w(f"| {name} | {value} | {target} |")
     w("")
 
+    relay_sections(runs, w)
+
     w("## Commands\n")
     w("```sh")
     w("bench/compare.sh            # everything above, about 15 minutes")
     w("hubcat bench ingest --spawn 'target/release/hubcat serve 127.0.0.1 {port}'")
     w("hubcat bench hold --conns 10000 --spawn 'ncat -lk -m 20000 127.0.0.1 {port}'")
     w("hubcat bench churn --spawn 'socat -u TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr,backlog=4096 STDOUT'")
+    w("hubcat bench echo --spawn 'target/release/hubcat serve 127.0.0.1 {port} --mode echo'")
+    w("hubcat bench fanout --clients 500 --spawn 'ncat -lk --chat -m 20000 127.0.0.1 {port}'")
     w("```\n")
     notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "optimizations.md")
     if os.path.exists(notes):

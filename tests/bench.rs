@@ -60,3 +60,24 @@ fn bench_refuses_to_load_another_machine() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("only loads servers on this machine"));
 }
+
+#[test]
+fn fanout_delivers_every_message_to_every_other_client() {
+    let report = bench(&[
+        "fanout",
+        "--clients",
+        "4",
+        "--senders",
+        "2",
+        "--messages",
+        "20",
+        "--rate",
+        "0",
+        "--spawn",
+        &server("--mode chat"),
+    ]);
+    assert_eq!(metric(&report, "expected"), 120.0);
+    assert_eq!(metric(&report, "delivered"), 120.0);
+    assert_eq!(metric(&report, "lost"), 0.0);
+    assert!(metric(&report, "p99") >= metric(&report, "p50"));
+}

@@ -143,3 +143,15 @@ fn udp_datagrams_are_printed_with_their_sender() {
 fn texts(lines: &[String]) -> Vec<&str> {
     lines.iter().map(|l| l.split_once(' ').map_or(l.as_str(), |(_, text)| text)).collect()
 }
+
+#[test]
+fn udp_echo_sends_datagrams_back() {
+    let mut server = ServeProcess::start(&["--udp", "--mode", "echo", "127.0.0.1", "0"]);
+    let port = server.addr.port().to_string();
+    let out = run_hubcat(&["connect", "--udp", "--wait", "300ms", "127.0.0.1", &port], b"ping\npong\n");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ping\npong\n");
+    server.wait_for_data(2);
+    server.stop();
+    Command::new(common::hubcat_bin()).args(["serve", "--udp", "--mode", "chat"]).assert().code(2);
+}

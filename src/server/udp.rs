@@ -1,4 +1,5 @@
-//! `hubcat serve --udp`: each datagram becomes records labelled with its sender's address.
+//! `hubcat serve --udp`: each datagram becomes records labelled with its sender's address;
+//! with `--mode echo` it also goes back to its sender.
 
 use std::io;
 use std::net::SocketAddr;
@@ -10,7 +11,7 @@ use tracing::warn;
 
 use super::stats::Stats;
 use super::{ServeError, Summary};
-use crate::config::{MAX_DATAGRAM_BYTES, ServerConfig};
+use crate::config::{MAX_DATAGRAM_BYTES, Mode, ServerConfig};
 use crate::error::{NetError, is_transient_accept, reason};
 use crate::framing::{Framer, Line, Piece};
 use crate::output::{Format, Origin, RecordSender, Records, Sink};
@@ -62,6 +63,10 @@ async fn receive_loop(
             }
             Err(source) => return Err(NetError::Accept { addr: local, source }),
         };
+        if config.mode == Mode::Echo {
+            // Best effort, like UDP itself: a full send buffer loses the echo, not the server.
+            let _ = socket.try_send_to(&buffer[..n], peer);
+        }
         let (out, lines) = render_datagram(&config, peer, &buffer[..n]);
         stats.add_datagram(n as u64, lines);
         if !out.is_empty() && records.send(out).await.is_err() {

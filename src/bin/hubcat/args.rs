@@ -4,14 +4,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
-use hubcat::bench::{BenchConfig, Fanout, Scenario, Server};
 use hubcat::config::{
     DEFAULT_BUSY_MESSAGE, DEFAULT_CHUNK_BYTES, DEFAULT_DIAL_TIMEOUT, DEFAULT_GRACE, DEFAULT_HOST,
     DEFAULT_MAX_LINE, DEFAULT_PORT, DEFAULT_RELAY_QUEUE, DEFAULT_UDP_WAIT, Mode, SlowClient,
     default_max_conns,
 };
 use hubcat::{ConnectConfig, Format, ServerConfig, Style};
-use std::time::Duration;
 
 /// A multi-client TCP server and client: see, record or relay what many clients send.
 #[derive(Debug, Parser)]
@@ -37,7 +35,7 @@ pub enum Command {
     /// Dial a server over TCP or UDP; send typed lines as `NAME says: ...` or piped input as is.
     Connect(ConnectArgs),
     /// Load a TCP server on this machine (hubcat or any other) and measure it.
-    Bench(BenchArgs),
+    Bench(crate::bench::BenchArgs),
 }
 
 /// Record formats, as named on the command line.
@@ -205,6 +203,9 @@ impl ServeArgs {
             first_byte_timeout: self.first_byte_timeout.map(Into::into),
         };
         config.validate().map_err(usage_error)?;
+        if self.udp && matches!(config.mode, Mode::Chat | Mode::Broker) {
+            return Err(usage_error("--udp works with --mode print or echo; chat and broker need TCP"));
+        }
         Ok(config)
     }
 }
@@ -269,7 +270,7 @@ fn split_host_port(text: &str) -> Option<(String, u16)> {
     Some((host.to_string(), port.parse().ok()?))
 }
 
-fn usage_error(message: impl std::fmt::Display) -> clap::Error {
+pub fn usage_error(message: impl std::fmt::Display) -> clap::Error {
     Cli::command().error(clap::error::ErrorKind::ValueValidation, message)
 }
 
@@ -289,154 +290,5 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
-    }
-}
-
-/// Arguments of `hubcat bench`.
-#[derive(Debug, Args)]
-pub struct BenchArgs {
-    /// The load to apply.
-    #[command(subcommand)]
-    pub scenario: ScenarioArgs,
-}
-
-/// The bench scenarios.
-#[derive(Debug, Subcommand)]
-pub enum ScenarioArgs {
-    /// Clients stream lines as fast as they can; throughput until the server printed the last one.
-    Ingest {
-        #[command(flatten)]
-        common: BenchCommon,
-        /// Concurrent clients.
-        #[arg(long, default_value_t = 100)]
-        clients: usize,
-        /// Lines each client sends.
-        #[arg(long, default_value_t = 20_000)]
-        lines: u64,
-        /// Bytes per line, newline included.
-        #[arg(long, value_name = "BYTES", default_value_t = 64)]
-        line_bytes: usize,
-        /// Lines the server prints for the whole run, when not one per line sent.
-        #[arg(long, value_name = "N")]
-        expect_lines: Option<u64>,
-    },
-    /// Hold idle connections (one line each); memory per connection, and a new client's wait.
-    Hold {
-        #[command(flatten)]
-        common: BenchCommon,
-        /// Connections to hold at once (keep under 18,900: 20,000 descriptors per process here).
-        #[arg(long, default_value_t = 10_000)]
-        conns: usize,
-        /// Pause before memory is read, once every connection is open.
-        #[arg(long, value_name = "DURATION", default_value_t = Duration::from_secs(1).into())]
-        settle: humantime::Duration,
-    },
-    /// Short connections (connect, one line, close); connections per second.
-    Churn {
-        #[command(flatten)]
-        common: BenchCommon,
-        /// Connections in all.
-        #[arg(long, default_value_t = 20_000)]
-        conns: usize,
-        /// Connections in flight at once.
-        #[arg(long, default_value_t = 50)]
-        concurrency: usize,
-    },
-    /// A room on a chat or broker server; senders' paced messages reach everyone else.
-    Fanout {
-        #[command(flatten)]
-        common: BenchCommon,
-        /// Clients in the room (keep under 18,900 per bench process).
-        #[arg(long, default_value_t = 500)]
-        clients: usize,
-        /// How many of them send.
-        #[arg(long, default_value_t = 5)]
-        senders: usize,
-        /// Messages each sender sends.
-        #[arg(long, default_value_t = 1000)]
-        messages: u64,
-        /// Messages per second per sender (0: as fast as possible).
-        #[arg(long, default_value_t = 200)]
-        rate: u64,
-        /// Bytes per message, newline included.
-        #[arg(long, default_value_t = 64)]
-        bytes: usize,
-    },
-    /// Ping-pong messages against an echo server; round trips per second and latency.
-    Echo {
-        #[command(flatten)]
-        common: BenchCommon,
-        /// Concurrent clients.
-        #[arg(long, default_value_t = 50)]
-        clients: usize,
-        /// Message size in bytes (the last one is a newline).
-        #[arg(long, default_value_t = 64)]
-        bytes: usize,
-        /// How long to run.
-        #[arg(long, value_name = "DURATION", default_value_t = Duration::from_secs(5).into())]
-        duration: humantime::Duration,
-    },
-}
-
-/// Options every scenario shares.
-#[derive(Debug, Args)]
-pub struct BenchCommon {
-    /// Server to load, HOST:PORT on this machine [default: 127.0.0.1:50000].
-    #[arg(long, conflicts_with = "spawn")]
-    pub target: Option<String>,
-    /// Start the server with this shell command, `{port}` replaced by a free port; bench then
-    /// counts its output lines and reads its CPU time and memory from /proc.
-    #[arg(long, value_name = "COMMAND")]
-    pub spawn: Option<String>,
-    /// Print the result as JSON.
-    #[arg(long)]
-    pub json: bool,
-    /// Give up if the run takes longer than this.
-    #[arg(long, value_name = "DURATION", default_value_t = Duration::from_secs(120).into())]
-    pub time_limit: humantime::Duration,
-}
-
-impl ScenarioArgs {
-    /// The options every scenario shares.
-    pub fn common(&self) -> &BenchCommon {
-        match self {
-            ScenarioArgs::Ingest { common, .. }
-            | ScenarioArgs::Hold { common, .. }
-            | ScenarioArgs::Churn { common, .. }
-            | ScenarioArgs::Fanout { common, .. }
-            | ScenarioArgs::Echo { common, .. } => common,
-        }
-    }
-
-    /// The library's bench settings; the target must be on this machine.
-    pub fn config(&self) -> Result<BenchConfig, clap::Error> {
-        let common = self.common();
-        let server = match (&common.spawn, &common.target) {
-            (Some(command), _) => Server::Spawn(command.clone()),
-            (None, target) => {
-                let text = target.clone().unwrap_or_else(|| format!("{DEFAULT_HOST}:{DEFAULT_PORT}"));
-                let addr: SocketAddr = text.parse().map_err(|_| {
-                    usage_error(format!("--target {text}: give an address and port, like 127.0.0.1:50000"))
-                })?;
-                if !addr.ip().is_loopback() {
-                    return Err(usage_error("bench only loads servers on this machine (127.0.0.0/8 or ::1)"));
-                }
-                Server::At(addr)
-            }
-        };
-        let scenario = match *self {
-            ScenarioArgs::Ingest { clients, lines, line_bytes, expect_lines, .. } => {
-                Scenario::Ingest { clients, lines, line_bytes, expect_lines }
-            }
-            ScenarioArgs::Hold { conns, settle, .. } => Scenario::Hold { conns, settle: settle.into() },
-            ScenarioArgs::Churn { conns, concurrency, .. } => Scenario::Churn { conns, concurrency },
-            ScenarioArgs::Echo { clients, bytes, duration, .. } => {
-                Scenario::Echo { clients, bytes, duration: duration.into() }
-            }
-            ScenarioArgs::Fanout { clients, senders, messages, rate, bytes, .. } => {
-                Scenario::Fanout(Fanout { clients, senders, messages, rate, bytes })
-            }
-        };
-        Ok(BenchConfig { server, scenario, time_limit: common.time_limit.into() })
     }
 }
