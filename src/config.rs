@@ -55,8 +55,8 @@ pub fn default_max_conns(open_files: usize) -> usize {
 
 /// Buffer per connection in the modes that answer (echo, chat, broker).
 pub const RELAY_BUFFER_BYTES: usize = 16 * 1024;
-/// Messages queued for one chat or broker client before the slow-client policy applies.
-pub const DEFAULT_RELAY_QUEUE: usize = 1024;
+/// Bytes queued for one chat or broker client before the slow-client policy applies.
+pub const DEFAULT_RELAY_QUEUE_BYTES: usize = 1024 * 1024;
 /// How long a leaving chat or broker client's queued messages may take to go out.
 pub const RELAY_FLUSH_LIMIT: Duration = Duration::from_secs(1);
 /// Longest chat nickname, in characters.
@@ -106,8 +106,8 @@ pub struct ServerConfig {
     pub mode: Mode,
     /// What happens to a chat or broker client that cannot keep up.
     pub slow_client: SlowClient,
-    /// Messages queued per chat or broker client.
-    pub relay_queue: usize,
+    /// Bytes queued per chat or broker client.
+    pub relay_queue_bytes: usize,
     /// Record format and whether records carry a time.
     pub style: Style,
     /// Bytes per read in the `chunks` and `hex` formats.
@@ -139,7 +139,7 @@ impl Default for ServerConfig {
         Self {
             mode: Mode::default(),
             slow_client: SlowClient::default(),
-            relay_queue: DEFAULT_RELAY_QUEUE,
+            relay_queue_bytes: DEFAULT_RELAY_QUEUE_BYTES,
             style: Style::default(),
             read_size: DEFAULT_CHUNK_BYTES,
             max_line: DEFAULT_MAX_LINE,
@@ -170,8 +170,8 @@ impl ServerConfig {
         if self.max_line == 0 {
             return Err("--max-line must be at least 1 byte".into());
         }
-        if self.relay_queue == 0 {
-            return Err("--queue must be at least 1 message".into());
+        if self.relay_queue_bytes == 0 {
+            return Err("--queue-bytes must be at least 1".into());
         }
         if self.max_conns == 0 || self.max_conns_per_ip == Some(0) {
             return Err("--max-conns and --max-conns-per-ip must be at least 1".into());

@@ -116,7 +116,7 @@ async fn nobody_in_the_chat_sees_an_address() {
 
 #[tokio::test]
 async fn a_reader_that_stalls_is_disconnected_and_the_room_goes_on() {
-    let config = ServerConfig { relay_queue: 4, ..mode(Mode::Chat) };
+    let config = ServerConfig { relay_queue_bytes: 200_000, ..mode(Mode::Chat) };
     let server = TestServer::start(config).await;
     let mut sender = Chatter::join(server.addr, "sender").await;
     sender.next().await;
@@ -149,7 +149,8 @@ async fn a_reader_that_stalls_is_disconnected_and_the_room_goes_on() {
 
 #[tokio::test]
 async fn with_the_drop_policy_a_stalled_reader_misses_messages_and_is_told() {
-    let config = ServerConfig { relay_queue: 4, slow_client: SlowClient::Drop, ..mode(Mode::Chat) };
+    let config =
+        ServerConfig { relay_queue_bytes: 200_000, slow_client: SlowClient::Drop, ..mode(Mode::Chat) };
     let server = TestServer::start(config).await;
     let mut sender = Chatter::join(server.addr, "sender").await;
     sender.next().await;

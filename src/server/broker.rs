@@ -1,10 +1,9 @@
 //! `--mode broker`: the raw bytes of each read from one client go to all the others (ncat's
 //! `--broker`), through the same bounded queues and slow-client policy as chat.
 
-use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
-use super::relay::{Message, Outbound};
+use super::relay::{Message, Outbound, read_relayed};
 use super::session::Session;
 use super::transcript::End;
 use crate::config::RELAY_BUFFER_BYTES;
@@ -14,7 +13,7 @@ pub async fn run(mut session: Session, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
     let (mut reader, writer) = stream.into_split();
     let config = &session.shared.config;
-    let outbound = Outbound::start(writer, config.relay_queue);
+    let outbound = Outbound::start(writer, config.relay_queue_bytes);
     if let Some(greeting) = &config.greeting {
         outbound.reply(greeting.clone());
     }
@@ -22,23 +21,11 @@ pub async fn run(mut session: Session, stream: TcpStream) {
     let _ = room.join(session.id, None, outbound.queue.clone(), outbound.kick.clone());
     let mut buffer = vec![0; RELAY_BUFFER_BYTES];
     let end = loop {
-        let read = tokio::select! {
-            biased;
-            _ = outbound.kick.cancelled() => break End::TooSlow,
-            read = session.guard(reader.read(&mut buffer)) => read,
-        };
-        if let Some(notice) = session.take_notice() {
-            outbound.reply(notice);
-        }
-        let n = match read {
-            Ok(Ok(0)) => break End::ClosedByClient,
-            Ok(Ok(n)) => n,
-            Ok(Err(err)) => break End::from_io(err),
+        let n = match read_relayed(&mut session, &outbound, &mut reader, &mut buffer).await {
+            Ok(0) => break End::ClosedByClient,
+            Ok(n) => n,
             Err(end) => break end,
         };
-        if let Err(end) = session.record(&buffer[..n]).await {
-            break end;
-        }
         // Clients disconnected for being slow report it themselves as they close.
         session.shared.room.broadcast(Some(session.id), &Message::from(&buffer[..n]));
     };

@@ -3,10 +3,9 @@
 //! `<NICK> text`, escaped so nobody can drive the others' terminals; joins and leaves are
 //! announced; `/who`, `/nick NEW` and `/quit` work. No client ever sees another's address.
 
-use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
-use super::relay::{Message, Outbound, Room};
+use super::relay::{Message, Outbound, Room, read_relayed};
 use super::session::Session;
 use super::transcript::End;
 use crate::config::{NICK_MAX_CHARS, RELAY_BUFFER_BYTES};
@@ -21,7 +20,7 @@ pub async fn run(mut session: Session, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
     let (mut reader, writer) = stream.into_split();
     let config = &session.shared.config;
-    let outbound = Outbound::start(writer, config.relay_queue);
+    let outbound = Outbound::start(writer, config.relay_queue_bytes);
     if let Some(greeting) = &config.greeting {
         outbound.reply(greeting.clone());
     }
@@ -30,23 +29,10 @@ pub async fn run(mut session: Session, stream: TcpStream) {
     let mut framer = Framer::new();
     let mut buffer = vec![0; RELAY_BUFFER_BYTES];
     let end = loop {
-        let read = tokio::select! {
-            biased;
-            _ = outbound.kick.cancelled() => break End::TooSlow,
-            read = session.guard(reader.read(&mut buffer)) => read,
-        };
-        if let Some(notice) = session.take_notice() {
-            outbound.reply(notice);
-        }
-        let data = match read {
-            Ok(Ok(0)) => &[][..],
-            Ok(Ok(n)) => &buffer[..n],
-            Ok(Err(err)) => break End::from_io(err),
+        let data = match read_relayed(&mut session, &outbound, &mut reader, &mut buffer).await {
+            Ok(n) => &buffer[..n],
             Err(end) => break end,
         };
-        if let Err(end) = session.record(data).await {
-            break end;
-        }
         let max_line = session.shared.config.max_line;
         let room = &session.shared.room;
         let mut quit = false;

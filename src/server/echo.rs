@@ -1,7 +1,7 @@
 //! `--mode echo`: every byte goes back to its sender as received, in order. When the client
 //! shuts its sending side, everything read has already been echoed; the server then closes.
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::session::Session;
@@ -14,19 +14,15 @@ pub async fn run(mut session: Session, mut stream: TcpStream) {
     let _ = stream.set_nodelay(true);
     let mut buffer = vec![0; RELAY_BUFFER_BYTES];
     let end = loop {
-        let read = session.guard(stream.read(&mut buffer)).await;
+        let read = session.read(&mut stream, &mut buffer).await;
         if let Some(notice) = session.take_notice() {
             let _ = stream.write_all(notice).await;
         }
         let n = match read {
-            Ok(Ok(0)) => break End::ClosedByClient,
-            Ok(Ok(n)) => n,
-            Ok(Err(err)) => break End::from_io(err),
+            Ok(0) => break End::ClosedByClient,
+            Ok(n) => n,
             Err(end) => break end,
         };
-        if let Err(end) = session.record(&buffer[..n]).await {
-            break end;
-        }
         match session.guard(stream.write_all(&buffer[..n])).await {
             Ok(Ok(())) => {}
             Ok(Err(err)) => break End::from_io(err),

@@ -121,8 +121,11 @@ impl Connection {
             let owned = match self.extras.as_mut().and_then(|e| e.capacity.as_mut()) {
                 Some(wait) => {
                     let permit = ready!(wait.as_mut().poll(cx));
-                    if let Some(extras) = self.extras.as_mut() {
-                        extras.capacity = None;
+                    // Free the box too unless it still holds deadlines: an idle connection that
+                    // once had to wait keeps nothing of it.
+                    match self.extras.as_mut() {
+                        Some(extras) if extras.deadlines.is_some() => extras.capacity = None,
+                        _ => self.extras = None,
                     }
                     match permit {
                         Ok(permit) => Some(permit),

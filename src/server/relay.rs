@@ -1,19 +1,22 @@
-//! A room of relay clients (chat and broker modes). Each client has a bounded outbound queue
+//! A room of relay clients (chat and broker modes). Each client has an outbound queue bounded by
+//! the bytes it holds (a "sendq", so thousands of small notices fit where a few large lines do),
 //! drained by a writer task of its own, and a message is handed to every queue without waiting:
 //! a client that cannot keep up is disconnected or loses messages (counted, and told once it
 //! catches up), so one stalled reader never slows the others (ncat's broker blocks them all).
 
 use std::collections::HashMap;
 use std::io::IoSlice;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::session::Session;
+use super::transcript::End;
 use crate::config::{RELAY_FLUSH_LIMIT, SlowClient};
 
 /// One message, shared by every queue it is in.
@@ -34,10 +37,68 @@ pub struct Room {
     kicked: AtomicU64,
 }
 
+/// A client's outbound queue: a channel, bounded by the bytes of the messages in it.
+#[derive(Clone, Debug)]
+pub struct ClientQueue {
+    tx: mpsc::UnboundedSender<Message>,
+    /// Bytes queued and not yet written; the writer takes them off.
+    queued: Arc<AtomicUsize>,
+    limit: usize,
+}
+
+/// Why a message did not go into a queue.
+#[derive(Debug, PartialEq, Eq)]
+pub enum QueueError {
+    /// The queue holds its limit in bytes.
+    Full,
+    /// The client's writer has stopped.
+    Closed,
+}
+
+impl ClientQueue {
+    /// A queue holding at most `limit` bytes, and its receiving end.
+    pub fn new(limit: usize) -> (ClientQueue, QueueReceiver) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        (ClientQueue { tx, queued: Arc::clone(&queued), limit }, QueueReceiver { rx, queued })
+    }
+
+    /// True when `bytes` more fit. An empty queue takes any one message, so a message longer
+    /// than the limit still goes to a client that keeps up.
+    fn has_room(&self, bytes: usize) -> bool {
+        let queued = self.queued.load(Ordering::Acquire);
+        queued == 0 || queued + bytes <= self.limit
+    }
+
+    /// Queues `message` unless that would pass the limit.
+    pub fn try_send(&self, message: &Message) -> Result<(), QueueError> {
+        if self.tx.is_closed() {
+            return Err(QueueError::Closed);
+        }
+        if !self.has_room(message.len()) {
+            return Err(QueueError::Full);
+        }
+        self.push(message)
+    }
+
+    /// Queues `message` without checking the limit (the caller did).
+    fn push(&self, message: &Message) -> Result<(), QueueError> {
+        self.queued.fetch_add(message.len(), Ordering::AcqRel);
+        self.tx.send(Arc::clone(message)).map_err(|_| QueueError::Closed)
+    }
+}
+
+/// The writer's end of a [`ClientQueue`].
+#[derive(Debug)]
+pub struct QueueReceiver {
+    rx: mpsc::UnboundedReceiver<Message>,
+    queued: Arc<AtomicUsize>,
+}
+
 #[derive(Debug)]
 struct Member {
     nick: Option<String>,
-    queue: mpsc::Sender<Message>,
+    queue: ClientQueue,
     kick: CancellationToken,
     /// Messages dropped since this client last received one.
     dropped: u64,
@@ -62,7 +123,7 @@ impl Room {
         &self,
         id: u64,
         nick: Option<String>,
-        queue: mpsc::Sender<Message>,
+        queue: ClientQueue,
         kick: CancellationToken,
     ) -> Result<(), NickTaken> {
         let mut members = self.lock();
@@ -108,14 +169,19 @@ impl Room {
             if Some(id) == from {
                 continue;
             }
-            if member.dropped > 0 && member.queue.capacity() >= 2 {
+            if member.dropped > 0 {
+                // Caught up: tell it what it missed, then go on as usual.
                 let notice = format!("* {} messages dropped: you could not keep up\n", member.dropped);
-                let _ = member.queue.try_send(Message::from(notice.into_bytes()));
-                member.dropped = 0;
+                if member.queue.has_room(notice.len() + message.len()) {
+                    let _ = member.queue.push(&Message::from(notice.into_bytes()));
+                    let _ = member.queue.push(message);
+                    member.dropped = 0;
+                    continue;
+                }
             }
-            match member.queue.try_send(Arc::clone(message)) {
-                Ok(()) | Err(TrySendError::Closed(_)) => {}
-                Err(TrySendError::Full(_)) => match self.policy {
+            match member.queue.try_send(message) {
+                Ok(()) | Err(QueueError::Closed) => {}
+                Err(QueueError::Full) => match self.policy {
                     SlowClient::Drop => {
                         member.dropped += 1;
                         self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -142,16 +208,16 @@ impl Room {
 /// the task that writes the queue to its socket.
 pub struct Outbound {
     /// Messages for this client.
-    pub queue: mpsc::Sender<Message>,
+    pub queue: ClientQueue,
     /// Cancelled when the room disconnects this client for being too slow.
     pub kick: CancellationToken,
     writer: JoinHandle<()>,
 }
 
 impl Outbound {
-    /// Starts writing to `socket` whatever is queued, at most `depth` messages waiting.
-    pub fn start(socket: OwnedWriteHalf, depth: usize) -> Outbound {
-        let (queue, rx) = mpsc::channel(depth);
+    /// Starts writing to `socket` whatever is queued, at most `limit` bytes waiting.
+    pub fn start(socket: OwnedWriteHalf, limit: usize) -> Outbound {
+        let (queue, rx) = ClientQueue::new(limit);
         let kick = CancellationToken::new();
         let writer = tokio::spawn(write_queue(socket, rx, kick.clone()));
         Outbound { queue, kick, writer }
@@ -159,7 +225,7 @@ impl Outbound {
 
     /// Queues a message for this client alone (a reply, a notice); dropped if its queue is full.
     pub fn reply(&self, text: impl Into<Vec<u8>>) {
-        let _ = self.queue.try_send(Message::from(text.into()));
+        let _ = self.queue.try_send(&Message::from(text.into()));
     }
 
     /// Lets the queue drain for a moment when `flush` (a client leaving normally gets its last
@@ -175,26 +241,41 @@ impl Outbound {
     }
 }
 
+/// Reads what a relay client sends next (see [`Session::read`]), unless the room disconnects it
+/// first; a pending shutdown notice is queued for it.
+pub async fn read_relayed(
+    session: &mut Session,
+    outbound: &Outbound,
+    reader: &mut OwnedReadHalf,
+    buffer: &mut [u8],
+) -> Result<usize, End> {
+    let read = tokio::select! {
+        biased;
+        _ = outbound.kick.cancelled() => Err(End::TooSlow),
+        read = session.read(reader, buffer) => read,
+    };
+    if let Some(notice) = session.take_notice() {
+        outbound.reply(notice);
+    }
+    read
+}
+
 /// Writes a client's queue to its socket until the queue closes or `stop` is cancelled; queued
 /// messages go out several per system call.
-async fn write_queue(
-    mut socket: OwnedWriteHalf,
-    mut queue: mpsc::Receiver<Message>,
-    stop: CancellationToken,
-) {
+async fn write_queue(mut socket: OwnedWriteHalf, mut queue: QueueReceiver, stop: CancellationToken) {
     let mut batch: Vec<Message> = Vec::with_capacity(WRITE_BATCH);
     loop {
         let first = tokio::select! {
             biased;
             _ = stop.cancelled() => return,
-            next = queue.recv() => match next {
+            next = queue.rx.recv() => match next {
                 Some(message) => message,
                 None => break,
             },
         };
         batch.push(first);
         while batch.len() < WRITE_BATCH {
-            match queue.try_recv() {
+            match queue.rx.try_recv() {
                 Ok(message) => batch.push(message),
                 Err(_) => break,
             }
@@ -207,6 +288,8 @@ async fn write_queue(
         if written.is_err() {
             return;
         }
+        let bytes: usize = batch.iter().map(|m| m.len()).sum();
+        queue.queued.fetch_sub(bytes, Ordering::AcqRel);
         batch.clear();
     }
     let _ = socket.shutdown().await;
@@ -229,25 +312,24 @@ async fn write_all_vectored(socket: &mut OwnedWriteHalf, batch: &[Message]) -> s
 mod tests {
     use super::*;
 
-    fn member(
-        room: &Room,
-        id: u64,
-        nick: &str,
-        depth: usize,
-    ) -> (mpsc::Receiver<Message>, CancellationToken) {
-        let (tx, rx) = mpsc::channel(depth);
+    fn member(room: &Room, id: u64, nick: &str, limit: usize) -> (QueueReceiver, CancellationToken) {
+        let (queue, rx) = ClientQueue::new(limit);
         let kick = CancellationToken::new();
-        room.join(id, Some(nick.into()), tx, kick.clone()).expect("free nickname");
+        room.join(id, Some(nick.into()), queue, kick.clone()).expect("free nickname");
         (rx, kick)
+    }
+
+    fn drain(rx: &mut QueueReceiver) -> Vec<Vec<u8>> {
+        std::iter::from_fn(|| rx.rx.try_recv().ok().map(|m| m.to_vec())).collect()
     }
 
     #[test]
     fn nicknames_are_unique_ignoring_case() {
         let room = Room::new(SlowClient::Disconnect);
-        let _ivo = member(&room, 1, "Ivo", 4);
-        let (tx, _rx) = mpsc::channel(4);
-        assert_eq!(room.join(2, Some("ivo".into()), tx, CancellationToken::new()), Err(NickTaken));
-        let _marc = member(&room, 3, "marc", 4);
+        let _ivo = member(&room, 1, "Ivo", 64);
+        let (queue, _rx) = ClientQueue::new(64);
+        assert_eq!(room.join(2, Some("ivo".into()), queue, CancellationToken::new()), Err(NickTaken));
+        let _marc = member(&room, 3, "marc", 64);
         assert_eq!(room.rename(3, "IVO"), Err(NickTaken));
         assert_eq!(room.rename(3, "Marcus"), Ok(Some("marc".into())));
         assert_eq!(room.who(), ["Ivo", "Marcus"]);
@@ -256,30 +338,39 @@ mod tests {
     #[test]
     fn a_full_queue_gets_its_client_disconnected_not_the_room_stalled() {
         let room = Room::new(SlowClient::Disconnect);
-        let (_slow_rx, slow_kick) = member(&room, 1, "slow", 1);
-        let (mut fast_rx, _) = member(&room, 2, "fast", 8);
+        let (_slow_rx, slow_kick) = member(&room, 1, "slow", 4);
+        let (mut fast_rx, _) = member(&room, 2, "fast", 64);
         let message: Message = Arc::from(&b"hi\n"[..]);
         assert!(room.broadcast(None, &message).is_empty());
         assert_eq!(room.broadcast(None, &message), ["slow"]);
         assert!(slow_kick.is_cancelled());
         assert_eq!(room.who(), ["fast"]);
-        assert_eq!(fast_rx.try_recv().as_deref().ok(), Some(&b"hi\n"[..]));
+        assert_eq!(drain(&mut fast_rx), [b"hi\n".to_vec(), b"hi\n".to_vec()]);
         assert_eq!(room.slow_counts(), (0, 1));
     }
 
     #[test]
     fn with_the_drop_policy_a_slow_client_is_told_what_it_missed() {
         let room = Room::new(SlowClient::Drop);
-        let (mut slow_rx, kick) = member(&room, 1, "slow", 2);
+        let (mut slow_rx, kick) = member(&room, 1, "slow", 6);
         for i in 0..5 {
             room.broadcast(None, &Message::from(format!("m{i}\n").into_bytes()));
         }
         assert!(!kick.is_cancelled());
         assert_eq!(room.slow_counts(), (3, 0));
-        let got: Vec<Vec<u8>> = std::iter::from_fn(|| slow_rx.try_recv().ok().map(|m| m.to_vec())).collect();
-        assert_eq!(got, [b"m0\n".to_vec(), b"m1\n".to_vec()]);
+        assert_eq!(drain(&mut slow_rx), [b"m0\n".to_vec(), b"m1\n".to_vec()]);
+        slow_rx.queued.store(0, Ordering::Release); // as the writer does once they are written
         room.broadcast(None, &Message::from(&b"m5\n"[..]));
-        let got: Vec<Vec<u8>> = std::iter::from_fn(|| slow_rx.try_recv().ok().map(|m| m.to_vec())).collect();
+        let got = drain(&mut slow_rx);
         assert_eq!(got, [b"* 3 messages dropped: you could not keep up\n".to_vec(), b"m5\n".to_vec()]);
+    }
+
+    #[test]
+    fn an_oversized_message_still_reaches_a_client_that_keeps_up() {
+        let (queue, mut rx) = ClientQueue::new(4);
+        let big: Message = Arc::from(&b"longer than four bytes\n"[..]);
+        assert_eq!(queue.try_send(&big), Ok(()));
+        assert_eq!(queue.try_send(&big), Err(QueueError::Full));
+        assert_eq!(drain(&mut rx).len(), 1);
     }
 }

@@ -10,6 +10,7 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::task::Poll;
 
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tracing::info;
 
 use super::Shared;
@@ -74,6 +75,22 @@ impl Session {
             self.shared.records.send(out).await.map_err(|_| End::OutputClosed)?;
         }
         Ok(())
+    }
+
+    /// Reads what the client sends next into `buffer` and adds it to the transcript; `Ok(0)`
+    /// at the end of its data. A pending shutdown notice is left for [`Session::take_notice`].
+    pub async fn read(
+        &mut self,
+        reader: &mut (impl AsyncRead + Unpin),
+        buffer: &mut [u8],
+    ) -> Result<usize, End> {
+        let n = match self.guard(reader.read(buffer)).await {
+            Ok(Ok(n)) => n,
+            Ok(Err(err)) => return Err(End::from_io(err)),
+            Err(end) => return Err(end),
+        };
+        self.record(&buffer[..n]).await?;
+        Ok(n)
     }
 
     /// Awaits `work` unless the connection must end first (the server closes, a deadline

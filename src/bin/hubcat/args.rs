@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use hubcat::config::{
     DEFAULT_BUSY_MESSAGE, DEFAULT_CHUNK_BYTES, DEFAULT_DIAL_TIMEOUT, DEFAULT_GRACE, DEFAULT_HOST,
-    DEFAULT_MAX_LINE, DEFAULT_PORT, DEFAULT_RELAY_QUEUE, DEFAULT_UDP_WAIT, Mode, SlowClient,
+    DEFAULT_MAX_LINE, DEFAULT_PORT, DEFAULT_RELAY_QUEUE_BYTES, DEFAULT_UDP_WAIT, Mode, SlowClient,
     default_max_conns,
 };
 use hubcat::{ConnectConfig, Format, ServerConfig, Style};
@@ -102,9 +102,9 @@ pub struct ServeArgs {
     /// Chat and broker: what happens to a client that cannot keep up with the room.
     #[arg(long, value_enum, default_value_t = SlowClientArg::Disconnect)]
     pub slow_client: SlowClientArg,
-    /// Chat and broker: messages queued per client before --slow-client applies.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_RELAY_QUEUE)]
-    pub queue: usize,
+    /// Chat and broker: bytes queued per client before --slow-client applies.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_RELAY_QUEUE_BYTES)]
+    pub queue_bytes: usize,
     /// How received data is printed.
     #[arg(long, value_enum, default_value_t = FormatArg::Lines)]
     pub format: FormatArg,
@@ -188,7 +188,7 @@ impl ServeArgs {
                 SlowClientArg::Disconnect => SlowClient::Disconnect,
                 SlowClientArg::Drop => SlowClient::Drop,
             },
-            relay_queue: self.queue,
+            relay_queue_bytes: self.queue_bytes,
             style: Style { format: self.format.into(), timestamps: self.timestamps },
             read_size: self.read_size,
             max_line: self.max_line,
