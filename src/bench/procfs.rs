@@ -26,9 +26,30 @@ pub fn process_tree(root: u32) -> Vec<u32> {
     tree
 }
 
-/// CPU seconds used by the tree so far, including reaped children of its members.
+/// CPU seconds used by the tree so far: its live threads to the nanosecond (schedstat), plus
+/// children already reaped (clock ticks, all /proc keeps of them).
 pub fn cpu_seconds(root: u32) -> f64 {
-    process_tree(root).into_iter().filter_map(read_stat).map(|s| s.cpu_ticks as f64 / TICKS_PER_SECOND).sum()
+    process_tree(root)
+        .into_iter()
+        .map(|pid| {
+            let reaped = read_stat(pid).map_or(0.0, |s| s.children_ticks as f64 / TICKS_PER_SECOND);
+            let live = thread_cpu_nanos(pid).map_or_else(
+                || read_stat(pid).map_or(0.0, |s| s.own_ticks as f64 / TICKS_PER_SECOND),
+                |ns| ns as f64 / 1e9,
+            );
+            live + reaped
+        })
+        .sum()
+}
+
+/// Nanoseconds on CPU of every thread of `pid` (the first field of each task's schedstat).
+fn thread_cpu_nanos(pid: u32) -> Option<u64> {
+    let mut total = 0;
+    for task in fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
+        let text = fs::read_to_string(task.path().join("schedstat")).ok()?;
+        total += text.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(total)
 }
 
 /// Proportional set size of the tree in bytes (shared pages split between their users).
@@ -38,8 +59,10 @@ pub fn pss_bytes(root: u32) -> u64 {
 
 struct Stat {
     ppid: u32,
-    /// utime + stime + cutime + cstime.
-    cpu_ticks: u64,
+    /// utime + stime.
+    own_ticks: u64,
+    /// cutime + cstime: reaped children.
+    children_ticks: u64,
 }
 
 fn read_stat(pid: u32) -> Option<Stat> {
@@ -48,7 +71,7 @@ fn read_stat(pid: u32) -> Option<Stat> {
     let fields: Vec<&str> = text.get(text.rfind(')')? + 2..)?.split_whitespace().collect();
     let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
     let ppid = u32::try_from(field(4)?).ok()?;
-    Some(Stat { ppid, cpu_ticks: field(14)? + field(15)? + field(16)? + field(17)? })
+    Some(Stat { ppid, own_ticks: field(14)? + field(15)?, children_ticks: field(16)? + field(17)? })
 }
 
 fn smaps_rollup_kib(pid: u32, key: &str) -> Option<u64> {

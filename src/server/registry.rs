@@ -1,7 +1,8 @@
 //! The table of live connections: the caps (in all and per client address), the server's phase,
 //! and a waker per connection so a phase change reaches even the idle ones.
 //!
-//! A slab of wakers costs about 24 bytes per connection in one dense array. Per-connection
+//! A slab of wakers costs 16 bytes per connection in one dense array (a plain `Waker`, with
+//! `Waker::noop()` until the task first runs: an `Option` would make each slot 24 bytes). Per-connection
 //! futures such as `CancellationToken::cancelled()` would add 50-100 bytes to every task and push
 //! its allocation into the next 128-byte size class (see issue 3's memory target). A slot is
 //! taken before a connection's task starts and given back when the task's state is dropped, on
@@ -61,7 +62,7 @@ pub struct Registry {
 
 #[derive(Debug, Default)]
 struct Table {
-    wakers: Slab<Option<Waker>>,
+    wakers: Slab<Waker>,
     /// Connections per client address; kept only when there is a per-address cap.
     per_address: HashMap<IpAddr, usize>,
 }
@@ -108,7 +109,7 @@ impl Registry {
             *count += 1;
         }
         // Slab keys are dense indices, bounded by the number of open descriptors.
-        Ok(u32::try_from(table.wakers.insert(None)).unwrap_or(u32::MAX))
+        Ok(u32::try_from(table.wakers.insert(Waker::noop().clone())).unwrap_or(u32::MAX))
     }
 
     /// Gives back the slot of a connection from `address`; wakes [`Registry::wait_empty`] when
@@ -131,10 +132,9 @@ impl Registry {
 
     /// Remembers the waker of the connection in `slot`, unless it is already known.
     pub fn register(&self, slot: u32, waker: &Waker) {
-        if let Some(entry) = self.lock().wakers.get_mut(slot as usize) {
-            match entry {
-                Some(known) if known.will_wake(waker) => {}
-                _ => *entry = Some(waker.clone()),
+        if let Some(known) = self.lock().wakers.get_mut(slot as usize) {
+            if !known.will_wake(waker) {
+                known.clone_from(waker);
             }
         }
     }
@@ -150,9 +150,7 @@ impl Registry {
         // Taking the lock after the store pairs with `register`: a connection either registered
         // before this wake-up, or reads the new phase after registering.
         for (_, waker) in self.lock().wakers.iter() {
-            if let Some(waker) = waker {
-                waker.wake_by_ref();
-            }
+            waker.wake_by_ref();
         }
     }
 
