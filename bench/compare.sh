@@ -11,6 +11,7 @@
 # and 5,000).
 #
 # Usage: bench/compare.sh [--quick]     (--quick: smaller sizes, one run; for trying the script)
+#        ONLY="ingest hold-10000" bench/compare.sh   (re-run those cases, keep the other results)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -67,12 +68,22 @@ declare -A RELAYS=(
 RELAY_ORDER=(hubcat-chat hubcat-broker ncat-chat ncat-broker reference-relay)
 
 RESULTS=target/bench-results.jsonl
-: > "$RESULTS"
+ONLY=${ONLY:-}
+if [ -n "$ONLY" ] && [ -f "$RESULTS" ]; then
+  # Keep the results of the cases not re-run.
+  grep -v -E "\"case\":\"($(echo "$ONLY" | tr ' ' '|'))\"" "$RESULTS" > "$RESULTS.keep" || true
+  mv "$RESULTS.keep" "$RESULTS"
+else
+  : > "$RESULTS"
+fi
 
 # run NAME SCENARIO COMMAND ARGS...: one bench run, its JSON tagged with the server's name.
 run() {
   local name=$1 scenario=$2 command=$3
   shift 3
+  if [ -n "$ONLY" ] && [[ " $ONLY " != *" $CASE "* ]]; then
+    return
+  fi
   local out
   if out=$("$HUBCAT" bench "$scenario" --json --time-limit 180s --spawn "$command" "$@" 2>/dev/null); then
     printf '{"server":"%s","case":"%s","result":%s}\n' "$name" "$CASE" "$out" >> "$RESULTS"
