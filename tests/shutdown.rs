@@ -91,6 +91,12 @@ fn check_no_loss(lines: &[String], sent: &[usize]) -> usize {
             "client {client}: every line it sent is recorded"
         );
     }
+    let total: usize = sent.iter().sum();
+    eprintln!(
+        "{} clients sent {total} lines across a SIGTERM; {} recorded, each once, in order",
+        sent.len(),
+        lines.len()
+    );
     lines.len()
 }
 

@@ -58,8 +58,8 @@ impl End {
     }
 }
 
-/// Bytes a text record adds to its line: an IPv4 peer prefix and the newline.
-const RECORD_OVERHEAD: usize = 24;
+/// Room added to a record buffer beyond the read's own growth: one IPv4 prefix and then some.
+const SMALL_READ_SLACK: usize = 64;
 
 /// A connection's record of what it sent.
 #[derive(Debug, Default)]
@@ -73,11 +73,10 @@ impl Transcript {
     /// Turns one read into records; the buffer is empty when the read completed none.
     pub fn record(&mut self, shared: &Shared, origin: Origin, data: &[u8]) -> Vec<u8> {
         let config = &shared.config;
-        // Sized from the number of lines, so a short line gets a small buffer: during a
-        // connection storm hundreds of these wait in the sink's queue at once, and the
-        // allocator keeps their pages. Timestamps, IPv6 or JSON grow it once.
-        let newlines = memchr::memchr_iter(b'\n', data).count();
-        let mut out = Vec::with_capacity(data.len() + (newlines + 1) * RECORD_OVERHEAD);
+        // Room for the data plus a typical prefix per line (a larger expansion grows it once),
+        // kept small for a short read: in a connection storm hundreds of these wait in the
+        // sink's queue at once, and the allocator keeps their pages for a while.
+        let mut out = Vec::with_capacity(data.len() + data.len() / 2 + SMALL_READ_SLACK);
         let mut records = Records::new(config.style, origin, &mut out);
         let mut lines = 0;
         match config.style.format {
@@ -86,7 +85,7 @@ impl Transcript {
                 records.line(line);
             }),
             format => {
-                lines = newlines as u64;
+                lines = memchr::memchr_iter(b'\n', data).count() as u64;
                 match format {
                     Format::Raw => self.framer.raw(data, config.max_line, |bytes| records.raw(bytes)),
                     Format::Hex => records.hex(data, self.received),
