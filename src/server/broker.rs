@@ -10,13 +10,7 @@ use crate::config::RELAY_BUFFER_BYTES;
 
 /// Serves one broker client to its end.
 pub async fn run(mut session: Session, stream: TcpStream) {
-    let _ = stream.set_nodelay(true);
-    let (mut reader, writer) = stream.into_split();
-    let config = &session.shared.config;
-    let outbound = Outbound::start(writer, config.relay_queue_bytes);
-    if let Some(greeting) = &config.greeting {
-        outbound.reply(greeting.clone());
-    }
+    let (mut reader, outbound) = Outbound::open(stream, &session.shared.config);
     let room = &session.shared.room;
     let _ = room.join(session.id, None, outbound.queue.clone(), outbound.kick.clone());
     let mut buffer = vec![0; RELAY_BUFFER_BYTES];

@@ -17,13 +17,7 @@ const COMMANDS: &str = "commands: /who, /nick NEW, /quit";
 
 /// Serves one chat client to its end.
 pub async fn run(mut session: Session, stream: TcpStream) {
-    let _ = stream.set_nodelay(true);
-    let (mut reader, writer) = stream.into_split();
-    let config = &session.shared.config;
-    let outbound = Outbound::start(writer, config.relay_queue_bytes);
-    if let Some(greeting) = &config.greeting {
-        outbound.reply(greeting.clone());
-    }
+    let (mut reader, outbound) = Outbound::open(stream, &session.shared.config);
     outbound.reply(WELCOME);
     let mut chat = Chatter { id: session.id, nick: None };
     let mut framer = Framer::new();

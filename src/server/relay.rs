@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -17,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::session::Session;
 use super::transcript::End;
-use crate::config::{RELAY_FLUSH_LIMIT, SlowClient};
+use crate::config::{RELAY_FLUSH_LIMIT, ServerConfig, SlowClient};
 
 /// One message, shared by every queue it is in.
 pub type Message = Arc<[u8]>;
@@ -215,8 +216,21 @@ pub struct Outbound {
 }
 
 impl Outbound {
+    /// Splits a relay client's connection into its read half and its outbound side, which
+    /// already holds the greeting.
+    pub fn open(stream: TcpStream, config: &ServerConfig) -> (OwnedReadHalf, Outbound) {
+        // Relayed lines are small and someone waits for each: do not hold them back (Nagle).
+        let _ = stream.set_nodelay(true);
+        let (reader, writer) = stream.into_split();
+        let outbound = Outbound::start(writer, config.relay_queue_bytes);
+        if let Some(greeting) = &config.greeting {
+            outbound.reply(greeting.clone());
+        }
+        (reader, outbound)
+    }
+
     /// Starts writing to `socket` whatever is queued, at most `limit` bytes waiting.
-    pub fn start(socket: OwnedWriteHalf, limit: usize) -> Outbound {
+    fn start(socket: OwnedWriteHalf, limit: usize) -> Outbound {
         let (queue, rx) = ClientQueue::new(limit);
         let kick = CancellationToken::new();
         let writer = tokio::spawn(write_queue(socket, rx, kick.clone()));
