@@ -8,9 +8,11 @@
 //! | [`error`] | error classes (transient or not) and one-line messages |
 //! | [`shutdown`] | the handle that asks a server or client to stop |
 //! | [`framing`] | line splitting with a maximum length, no I/O |
+//! | [`scan`] | the byte classes framing and escaping share (one pass over a line) |
 //! | [`output`] | record formats, escaping, the sink's single writer |
 //! | [`server`] | `hubcat serve`: accept loop, connections, drain |
 //! | [`client`] | `hubcat connect`: dial with retries, interactive and piped sessions |
+//! | [`bench`] | `hubcat bench`: load scenarios against any TCP server on this machine |
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -20,6 +22,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod framing;
+mod notify;
 pub mod output;
 pub mod scan;
 pub mod server;

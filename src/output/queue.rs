@@ -32,15 +32,7 @@ impl Budget {
 
     /// Completes once the queue is under its byte limit.
     async fn room(&self) {
-        loop {
-            let drained = self.drained.notified();
-            tokio::pin!(drained);
-            drained.as_mut().enable();
-            if self.has_room() {
-                return;
-            }
-            drained.await;
-        }
+        crate::notify::until(&self.drained, || self.has_room()).await;
     }
 }
 

@@ -166,15 +166,7 @@ impl Registry {
 
     /// Completes once no connection is live.
     pub async fn wait_empty(&self) {
-        loop {
-            let notified = self.emptied.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.is_empty() {
-                return;
-            }
-            notified.await;
-        }
+        crate::notify::until(&self.emptied, || self.is_empty()).await;
     }
 }
 
