@@ -12,7 +12,7 @@
 //! | [`output`] | record formats, escaping, the sink's single writer |
 //! | [`server`] | `hubcat serve`: accept loop, connections, drain |
 //! | [`client`] | `hubcat connect`: dial with retries, interactive and piped sessions |
-//! | [`bench`] | `hubcat bench`: load scenarios against any TCP server on this machine |
+//! | [`bench`](mod@bench) | `hubcat bench`: load scenarios against any TCP server on this machine |
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
