@@ -53,10 +53,13 @@ pub fn default_max_conns(open_files: usize) -> usize {
     open_files.saturating_sub(RESERVED_DESCRIPTORS.min(open_files / 4)).max(1)
 }
 
-/// Buffer per connection in the modes that answer (echo, chat, broker).
-pub const RELAY_BUFFER_BYTES: usize = 16 * 1024;
-/// Bytes queued for one chat or broker client before the slow-client policy applies.
+/// Largest read from a chat or broker client: each sender's read can land in a reader's queue
+/// past its high-water mark, so this bounds by how much (the mark is half of `--queue-bytes`).
+pub const RELAY_READ_BYTES: usize = 16 * 1024;
+/// Most bytes queued for one chat or broker client; past half of it, the room's senders wait.
 pub const DEFAULT_RELAY_QUEUE_BYTES: usize = 1024 * 1024;
+/// How long a chat or broker reader may hold the room back before it counts as slow.
+pub const DEFAULT_SLOW_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a leaving chat or broker client's queued messages may take to go out.
 pub const RELAY_FLUSH_LIMIT: Duration = Duration::from_secs(1);
 /// Longest chat nickname, in characters.
@@ -108,6 +111,8 @@ pub struct ServerConfig {
     pub slow_client: SlowClient,
     /// Bytes queued per chat or broker client.
     pub relay_queue_bytes: usize,
+    /// How long a chat or broker reader may stay over its high-water mark before it is slow.
+    pub slow_timeout: Duration,
     /// Record format and whether records carry a time.
     pub style: Style,
     /// Bytes per read in the `chunks` and `hex` formats.
@@ -140,6 +145,7 @@ impl Default for ServerConfig {
             mode: Mode::default(),
             slow_client: SlowClient::default(),
             relay_queue_bytes: DEFAULT_RELAY_QUEUE_BYTES,
+            slow_timeout: DEFAULT_SLOW_TIMEOUT,
             style: Style::default(),
             read_size: DEFAULT_CHUNK_BYTES,
             max_line: DEFAULT_MAX_LINE,

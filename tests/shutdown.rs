@@ -243,3 +243,52 @@ fn out_of_descriptors_it_refuses_with_a_message_and_recovers() {
         assert!(stopped.stderr.iter().any(|l| l.contains("turned away") || l.contains("cannot accept")));
     }
 }
+
+/// A client that sends without ever reading fills both directions' buffers; shutdown must still
+/// end within the grace period plus a second, with the summary (issue 8).
+fn a_client_that_never_reads_cannot_hold_up_the_exit(mode: &str) {
+    let grace = Duration::from_millis(500);
+    let mut server = ServeProcess::start(&[
+        "127.0.0.1",
+        "0",
+        "--mode",
+        mode,
+        "--grace",
+        "500ms",
+        "--shutdown-notice",
+        "closing now",
+    ]);
+    let mut client = std::net::TcpStream::connect(server.addr).expect("connects");
+    let writer = {
+        let mut client = client.try_clone().expect("clone");
+        std::thread::spawn(move || {
+            let payload = vec![b'x'; 8 * 1024 * 1024];
+            let _ = std::io::Write::write_all(&mut client, b"stubborn\n");
+            // Blocks once the server stops reading; ends when the server closes.
+            let _ = std::io::Write::write_all(&mut client, &payload);
+        })
+    };
+    server.wait_for_event("connected");
+    // Let the buffers fill both ways: the server is blocked writing to this client.
+    std::thread::sleep(Duration::from_millis(500));
+    let signalled = std::time::Instant::now();
+    server.signal("TERM");
+    let stopped = server.finish();
+    let took = signalled.elapsed();
+    assert!(stopped.status.success(), "exit status {:?}", stopped.status);
+    assert!(took <= grace + Duration::from_secs(1), "{mode}: exit took {took:?} after SIGTERM");
+    let summary = stopped.stderr.iter().find(|l| l.contains("served")).expect("summary line");
+    assert!(summary.contains("1 connection still open at the end of the grace period"), "{summary}");
+    let _ = client.shutdown(std::net::Shutdown::Both);
+    let _ = writer.join();
+}
+
+#[test]
+fn an_echo_client_that_never_reads_cannot_hold_up_the_exit() {
+    a_client_that_never_reads_cannot_hold_up_the_exit("echo");
+}
+
+#[test]
+fn a_chat_client_that_never_reads_cannot_hold_up_the_exit() {
+    a_client_that_never_reads_cannot_hold_up_the_exit("chat");
+}

@@ -14,11 +14,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::handler::Connection;
+use super::Shared;
+use super::conn::Connection;
 use super::registry::Refusal;
-use super::session::Session;
-use super::{Shared, broker, chat, echo};
-use crate::config::{ACCEPT_BACKOFF_FIRST, ACCEPT_BACKOFF_MAX, Mode};
+use crate::config::{ACCEPT_BACKOFF_FIRST, ACCEPT_BACKOFF_MAX};
 use crate::error::{NetError, is_out_of_descriptors, is_transient_accept, reason};
 use crate::output::{Event, Format, Origin, json_event};
 
@@ -77,25 +76,12 @@ async fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr, turned
     };
     turned_away.admitted();
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-    let mode = shared.config.mode;
-    if mode == Mode::Print {
-        let connection = Connection::new(Arc::clone(shared), stream, peer, id, slot);
-        if let Some(record) = connection.connect_record() {
-            // Queued before the task starts, so it precedes the connection's data.
-            let _ = shared.records.send(record).await;
-        }
-        tokio::spawn(connection);
-        return;
+    let connection = Connection::new(Arc::clone(shared), stream, peer, id, slot);
+    if let Some(record) = connection.connect_record() {
+        // Queued before the task starts, so it precedes the connection's data.
+        let _ = shared.records.send(record).await;
     }
-    let shared = Arc::clone(shared);
-    tokio::spawn(async move {
-        let session = Session::start(shared, peer, id, slot).await;
-        match mode {
-            Mode::Echo => echo::run(session, stream).await,
-            Mode::Chat => chat::run(session, stream).await,
-            Mode::Broker | Mode::Print => broker::run(session, stream).await,
-        }
-    });
+    tokio::spawn(connection);
 }
 
 /// Tells a client why it is turned away and closes (the message goes first, then FIN). One

@@ -3,134 +3,130 @@
 //! `<NICK> text`, escaped so nobody can drive the others' terminals; joins and leaves are
 //! announced; `/who`, `/nick NEW` and `/quit` work. No client ever sees another's address.
 
-use tokio::net::TcpStream;
-
-use super::relay::{Message, Outbound, Room, read_relayed};
-use super::session::Session;
-use super::transcript::End;
-use crate::config::{NICK_MAX_CHARS, RELAY_BUFFER_BYTES};
-use crate::framing::{Framer, Line, Piece};
+use super::Shared;
+use super::outbox::Message;
+use super::relay::Relay;
+use crate::config::NICK_MAX_CHARS;
+use crate::framing::{Line, Piece};
 use crate::output::escape_into;
 
-const WELCOME: &str = "* welcome to hubcat chat; send your nickname\n";
+/// Written to every chat client when it connects.
+pub(super) const WELCOME: &str = "* welcome to hubcat chat; send your nickname\n";
 const COMMANDS: &str = "commands: /who, /nick NEW, /quit";
 
-/// Serves one chat client to its end.
-pub async fn run(mut session: Session, stream: TcpStream) {
-    let (mut reader, outbound) = Outbound::open(stream, &session.shared.config);
-    outbound.reply(WELCOME);
-    let mut chat = Chatter { id: session.id, nick: None };
-    let mut framer = Framer::new();
-    let mut buffer = vec![0; RELAY_BUFFER_BYTES];
-    let end = loop {
-        let data = match read_relayed(&mut session, &outbound, &mut reader, &mut buffer).await {
-            Ok(n) => &buffer[..n],
-            Err(end) => break end,
-        };
-        let max_line = session.shared.config.max_line;
-        let room = &session.shared.room;
-        let mut quit = false;
-        let mut handle = |line: Line<'_>| quit = quit || chat.handle(room, &outbound, line);
-        if data.is_empty() {
-            framer.finish_lines(max_line, &mut handle);
-            break End::ClosedByClient;
-        }
-        framer.lines(data, max_line, &mut handle);
-        if quit {
-            break End::Quit;
-        }
-    };
-    if let Some(nick) = session.shared.room.leave(session.id) {
-        let why = if matches!(end, End::TooSlow) { " (too slow to keep up)" } else { "" };
-        announce(&session.shared.room, None, &format!("* {nick} left{why}\n"));
-    }
-    outbound.finish(!matches!(end, End::TooSlow | End::Shutdown)).await;
-    session.close(&end);
+/// Acts on what a chat client sent: lines of one read go to the room as one message.
+pub(super) fn received(relay: &mut Relay, shared: &Shared, id: u64, data: &[u8]) {
+    let mut framer = std::mem::take(&mut relay.framer);
+    let mut chat = Chat { relay, shared, id, batch: Vec::new() };
+    framer.lines(data, shared.config.max_line, |line| chat.line(line));
+    chat.flush();
+    relay.framer = framer;
 }
 
-/// One client's chat state.
-struct Chatter {
+/// The client closed its sending side: its unterminated last line still counts.
+pub(super) fn input_ended(relay: &mut Relay, shared: &Shared, id: u64) {
+    let mut framer = std::mem::take(&mut relay.framer);
+    let mut chat = Chat { relay, shared, id, batch: Vec::new() };
+    framer.finish_lines(shared.config.max_line, |line| chat.line(line));
+    chat.flush();
+}
+
+/// One read's worth of a client's chat.
+struct Chat<'a> {
+    relay: &'a mut Relay,
+    shared: &'a Shared,
     id: u64,
-    nick: Option<String>,
+    /// Lines for the room, sent together.
+    batch: Vec<u8>,
 }
 
-impl Chatter {
-    /// Acts on one line; true when the client asked to leave.
-    fn handle(&mut self, room: &Room, outbound: &Outbound, line: Line<'_>) -> bool {
-        let Some(nick) = self.nick.clone() else {
-            self.choose_nick(room, outbound, line);
-            return false;
+impl Chat<'_> {
+    /// Acts on one line.
+    fn line(&mut self, line: Line<'_>) {
+        if self.relay.quit {
+            return;
+        }
+        let Some(nick) = self.relay.nick.clone() else {
+            return self.choose_nick(line);
         };
         if line.piece == Piece::End && line.bytes.starts_with(b"/") {
-            return self.command(room, outbound, &nick, line.bytes);
+            self.flush();
+            return self.command(&nick, line.bytes);
         }
-        let mut message = format!("<{nick}> ").into_bytes();
-        escape_into(&mut message, line.bytes);
+        self.batch.extend_from_slice(b"<");
+        self.batch.extend_from_slice(nick.as_bytes());
+        self.batch.extend_from_slice(b"> ");
+        escape_into(&mut self.batch, line.bytes);
         if line.piece == Piece::Continued {
-            message.push(b'\\');
+            self.batch.push(b'\\');
         }
-        message.push(b'\n');
-        announce(room, Some(self.id), &message);
-        false
+        self.batch.push(b'\n');
     }
 
-    fn choose_nick(&mut self, room: &Room, outbound: &Outbound, line: Line<'_>) {
+    /// Sends the lines gathered so far to the others.
+    fn flush(&mut self) {
+        if !self.batch.is_empty() {
+            let message = Message::from(std::mem::take(&mut self.batch));
+            self.shared.room.broadcast(Some(self.id), &message);
+        }
+    }
+
+    fn reply(&self, text: impl AsRef<[u8]>) {
+        self.relay.reply(self.shared, text);
+    }
+
+    fn announce(&self, text: &str) {
+        self.shared.room.broadcast(Some(self.id), &Message::from(text.as_bytes()));
+    }
+
+    fn choose_nick(&mut self, line: Line<'_>) {
         let nick = match check_nick(line) {
             Ok(nick) => nick,
-            Err(why) => return outbound.reply(format!("* {why}; send another\n")),
+            Err(why) => return self.reply(format!("* {why}; send another\n")),
         };
-        if room.join(self.id, Some(nick.clone()), outbound.queue.clone(), outbound.kick.clone()).is_err() {
-            return outbound.reply(format!("* the nickname {nick} is taken; send another\n"));
+        let room = &self.shared.room;
+        if room.join(self.id, Some(nick.clone()), &self.relay.outbox).is_err() {
+            return self.reply(format!("* the nickname {nick} is taken; send another\n"));
         }
+        self.relay.joined = true;
         let others: Vec<String> = room.who().into_iter().filter(|n| *n != nick).collect();
         let here = match others.len() {
             0 => "nobody else is here".to_string(),
             1 => format!("1 other here: {}", others[0]),
             n => format!("{n} others here: {}", others.join(", ")),
         };
-        outbound.reply(format!("* welcome, {nick}; {here}; {COMMANDS}\n"));
-        announce(room, Some(self.id), &format!("* {nick} joined\n"));
-        self.nick = Some(nick);
+        self.reply(format!("* welcome, {nick}; {here}; {COMMANDS}\n"));
+        self.announce(&format!("* {nick} joined\n"));
+        self.relay.nick = Some(nick);
     }
 
-    /// Runs a `/command`; true for `/quit`.
-    fn command(&mut self, room: &Room, outbound: &Outbound, nick: &str, text: &[u8]) -> bool {
+    /// Runs a `/command`.
+    fn command(&mut self, nick: &str, text: &[u8]) {
         let text = String::from_utf8_lossy(text);
         let mut words = text.split_whitespace();
+        let room = &self.shared.room;
         match (words.next(), words.next()) {
             (Some("/quit"), _) => {
-                outbound.reply("* bye\n");
-                return true;
+                self.reply("* bye\n");
+                self.relay.quit = true;
             }
-            (Some("/who"), _) => outbound.reply(format!("* here: {}\n", room.who().join(", "))),
+            (Some("/who"), _) => self.reply(format!("* here: {}\n", room.who().join(", "))),
             (Some("/nick"), Some(new)) => {
                 let line = Line { bytes: new.as_bytes(), piece: Piece::End, plain: false };
                 match check_nick(line) {
-                    Err(why) => outbound.reply(format!("* {why}\n")),
+                    Err(why) => self.reply(format!("* {why}\n")),
                     Ok(new) => match room.rename(self.id, &new) {
-                        Err(_) => outbound.reply(format!("* the nickname {new} is taken\n")),
+                        Err(_) => self.reply(format!("* the nickname {new} is taken\n")),
                         Ok(_) => {
-                            outbound.reply(format!("* you are now {new}\n"));
-                            announce(room, Some(self.id), &format!("* {nick} is now {new}\n"));
-                            self.nick = Some(new);
+                            self.reply(format!("* you are now {new}\n"));
+                            self.announce(&format!("* {nick} is now {new}\n"));
+                            self.relay.nick = Some(new);
                         }
                     },
                 }
             }
-            _ => outbound.reply(format!("* unknown command; {COMMANDS}\n")),
+            _ => self.reply(format!("* unknown command; {COMMANDS}\n")),
         }
-        false
-    }
-}
-
-/// Sends `text` to everyone but `from`, then announces whoever was disconnected for being slow
-/// (which may disconnect more: each round removes someone, so it ends).
-fn announce(room: &Room, from: Option<u64>, text: &(impl AsRef<[u8]> + ?Sized)) {
-    let mut kicked = room.broadcast(from, &Message::from(text.as_ref()));
-    while !kicked.is_empty() {
-        let notices: Vec<String> =
-            kicked.iter().map(|nick| format!("* {nick} left (too slow to keep up)\n")).collect();
-        kicked = notices.iter().flat_map(|n| room.broadcast(None, &Message::from(n.as_bytes()))).collect();
     }
 }
 

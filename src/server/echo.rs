@@ -1,34 +1,68 @@
-//! `--mode echo`: every byte goes back to its sender as received, in order. When the client
-//! shuts its sending side, everything read has already been echoed; the server then closes.
+//! `--mode echo`: every byte goes back to its sender as received, in order. A read is written
+//! back at once; what the client's socket does not take is kept and the client is not read
+//! again until it has gone out, so a client that sends without reading holds at most one read.
+//! When the client shuts its sending side, what it is still owed is sent and the server closes.
 
-use tokio::io::AsyncWriteExt;
+use std::io;
+use std::task::{Context, Poll};
+
 use tokio::net::TcpStream;
 
-use super::session::Session;
 use super::transcript::End;
-use crate::config::RELAY_BUFFER_BYTES;
 
-/// Serves one echo client to its end.
-pub async fn run(mut session: Session, mut stream: TcpStream) {
-    // Each reply is one small write the client waits for: do not hold it back (Nagle).
-    let _ = stream.set_nodelay(true);
-    let mut buffer = vec![0; RELAY_BUFFER_BYTES];
-    let end = loop {
-        let read = session.read(&mut stream, &mut buffer).await;
-        if let Some(notice) = session.take_notice() {
-            let _ = stream.write_all(notice).await;
+/// Bytes an echo client has not taken back yet.
+#[derive(Debug, Default)]
+pub(super) struct Echo {
+    unsent: Vec<u8>,
+    /// How much of `unsent` is already written.
+    written: usize,
+}
+
+impl Echo {
+    /// Writes `data` as far as the socket takes it without waiting; returns the rest.
+    pub fn write_now<'a>(stream: &TcpStream, data: &'a [u8]) -> Result<&'a [u8], End> {
+        match stream.try_write(data) {
+            Ok(n) => Ok(&data[n..]),
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(data),
+            Err(err) => Err(End::from_io(err)),
         }
-        let n = match read {
-            Ok(0) => break End::ClosedByClient,
-            Ok(n) => n,
-            Err(end) => break end,
-        };
-        match session.guard(stream.write_all(&buffer[..n])).await {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => break End::from_io(err),
-            Err(end) => break end,
+    }
+
+    /// Echoes `data` behind whatever is still unsent.
+    pub fn received(&mut self, stream: &TcpStream, data: &[u8]) -> Result<(), End> {
+        let rest = if self.has_unsent() { data } else { Echo::write_now(stream, data)? };
+        self.queue(rest);
+        Ok(())
+    }
+
+    /// Keeps `data` to send after what is already unsent.
+    pub fn queue(&mut self, data: &[u8]) {
+        self.unsent.extend_from_slice(data);
+    }
+
+    /// True while the client is owed bytes.
+    pub fn has_unsent(&self) -> bool {
+        self.written < self.unsent.len()
+    }
+
+    /// Writes what is unsent as far as the socket takes it; registers for write readiness when
+    /// it takes no more.
+    pub fn poll_write(&mut self, stream: &TcpStream, cx: &mut Context<'_>) -> Result<(), End> {
+        while self.has_unsent() {
+            match stream.poll_write_ready(cx) {
+                Poll::Pending => return Ok(()),
+                Poll::Ready(Err(err)) => return Err(End::from_io(err)),
+                Poll::Ready(Ok(())) => {}
+            }
+            match stream.try_write(&self.unsent[self.written..]) {
+                Ok(n) => self.written += n,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                Err(err) => return Err(End::from_io(err)),
+            }
         }
-    };
-    let _ = stream.shutdown().await;
-    session.close(&end);
+        // All out: give the buffer back, an idle client keeps none.
+        self.unsent = Vec::new();
+        self.written = 0;
+        Ok(())
+    }
 }

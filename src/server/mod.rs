@@ -2,13 +2,14 @@
 //! sink; on shutdown stop accepting, drain connections within the grace period, flush, summarise.
 
 mod accept;
-mod broker;
+mod answer;
 mod chat;
+mod conn;
 mod echo;
-mod handler;
+mod outbox;
 mod registry;
 mod relay;
-mod session;
+mod room;
 mod stats;
 mod timer;
 mod transcript;
@@ -29,7 +30,7 @@ use crate::error::NetError;
 use crate::output::{RecordSender, Sink, SinkError};
 use crate::shutdown::Shutdown;
 use registry::{Phase, Registry};
-use relay::Room;
+use room::Room;
 use stats::Stats;
 
 /// Why the server stopped other than by request.
@@ -55,6 +56,19 @@ struct Shared {
     next_id: AtomicU64,
 }
 
+impl Shared {
+    fn new(config: ServerConfig, records: RecordSender) -> Self {
+        Shared {
+            registry: Registry::new(config.max_conns, config.max_conns_per_ip, descriptor_limit()),
+            room: Room::new(&config),
+            config,
+            records,
+            stats: Stats::default(),
+            next_id: AtomicU64::new(1),
+        }
+    }
+}
+
 /// Serves TCP clients on `listeners` until `shutdown` is triggered or the output fails, then
 /// drains: stops accepting, lets connections send for the grace period, closes the rest,
 /// and waits until everything read is written to `sink`.
@@ -65,16 +79,7 @@ pub async fn run(
     shutdown: Shutdown,
 ) -> Result<Summary, ServeError> {
     let grace = config.grace;
-    let registry = Registry::new(config.max_conns, config.max_conns_per_ip, descriptor_limit());
-    let room = Room::new(config.slow_client);
-    let shared = Arc::new(Shared {
-        config,
-        records: sink.sender(),
-        registry,
-        room,
-        stats: Stats::default(),
-        next_id: AtomicU64::new(1),
-    });
+    let shared = Arc::new(Shared::new(config, sink.sender()));
     let stop_accepting = CancellationToken::new();
     let mut accepting = JoinSet::new();
     for listener in listeners {

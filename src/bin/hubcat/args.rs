@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use hubcat::config::{
     DEFAULT_BUSY_MESSAGE, DEFAULT_CHUNK_BYTES, DEFAULT_DIAL_TIMEOUT, DEFAULT_GRACE, DEFAULT_HOST,
-    DEFAULT_MAX_LINE, DEFAULT_PORT, DEFAULT_RELAY_QUEUE_BYTES, DEFAULT_UDP_WAIT, Mode, SlowClient,
-    default_max_conns,
+    DEFAULT_MAX_LINE, DEFAULT_PORT, DEFAULT_RELAY_QUEUE_BYTES, DEFAULT_SLOW_TIMEOUT, DEFAULT_UDP_WAIT, Mode,
+    SlowClient, default_max_conns,
 };
 use hubcat::{ConnectConfig, Format, ServerConfig, Style};
 
@@ -99,12 +99,18 @@ pub struct ServeArgs {
     /// What the server does with what clients send; it always prints it too.
     #[arg(long, value_enum, default_value_t = ModeArg::Print)]
     pub mode: ModeArg,
-    /// Chat and broker: what happens to a client that cannot keep up with the room.
+    /// Chat and broker: what happens to a reader found too slow (see --slow-timeout); only
+    /// that reader is affected, the room moves on.
     #[arg(long, value_enum, default_value_t = SlowClientArg::Disconnect)]
     pub slow_client: SlowClientArg,
-    /// Chat and broker: bytes queued per client before --slow-client applies.
+    /// Chat and broker: most bytes queued per reader. Past half of it, senders are read no
+    /// faster than that reader drains; a full queue makes the reader slow at once.
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_RELAY_QUEUE_BYTES)]
     pub queue_bytes: usize,
+    /// Chat and broker: how long a reader may stay over half its queue without draining
+    /// below it (holding the senders back) before it counts as slow and --slow-client applies.
+    #[arg(long, value_name = "DURATION", default_value_t = DEFAULT_SLOW_TIMEOUT.into())]
+    pub slow_timeout: humantime::Duration,
     /// How received data is printed.
     #[arg(long, value_enum, default_value_t = FormatArg::Lines)]
     pub format: FormatArg,
@@ -189,6 +195,7 @@ impl ServeArgs {
                 SlowClientArg::Drop => SlowClient::Drop,
             },
             relay_queue_bytes: self.queue_bytes,
+            slow_timeout: self.slow_timeout.into(),
             style: Style { format: self.format.into(), timestamps: self.timestamps },
             read_size: self.read_size,
             max_line: self.max_line,

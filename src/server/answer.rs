@@ -1,0 +1,172 @@
+//! What a connection writes back to its client, by mode: nothing (print), its own bytes
+//! (echo), or the room's messages (chat, broker). The connection core (`conn.rs`) calls these
+//! at fixed points of its life; the state is boxed and made on first use, so an idle client
+//! holds none of it.
+
+use std::task::{Context, Poll};
+
+use tokio::net::TcpStream;
+
+use super::Shared;
+use super::echo::Echo;
+use super::relay::Relay;
+use super::transcript::End;
+use crate::config::Mode;
+
+/// The state of a mode that answers its client.
+pub(super) enum Answer {
+    /// `--mode echo`: bytes the client has not taken back yet.
+    Echo(Echo),
+    /// `--mode chat` and `--mode broker`: the client's place in the room.
+    Relay(Relay),
+}
+
+impl Answer {
+    /// The state a new connection needs at once: a broker client joins the room on arrival.
+    pub fn start(shared: &Shared, id: u64) -> Option<Box<Answer>> {
+        (shared.config.mode == Mode::Broker).then(|| Box::new(Answer::Relay(Relay::join_broker(shared, id))))
+    }
+
+    /// Written to every client of `mode` after the greeting.
+    pub fn banner(mode: Mode) -> &'static [u8] {
+        match mode {
+            Mode::Chat => super::chat::WELCOME.as_bytes(),
+            _ => b"",
+        }
+    }
+
+    fn relay(answer: &mut Option<Box<Answer>>) -> &mut Relay {
+        let answer = answer.get_or_insert_with(|| Box::new(Answer::Relay(Relay::new())));
+        match answer.as_mut() {
+            Answer::Relay(relay) => relay,
+            Answer::Echo(_) => unreachable!("a connection keeps its mode"),
+        }
+    }
+
+    fn echo(answer: &mut Option<Box<Answer>>) -> &mut Echo {
+        let answer = answer.get_or_insert_with(|| Box::new(Answer::Echo(Echo::default())));
+        match answer.as_mut() {
+            Answer::Echo(echo) => echo,
+            Answer::Relay(_) => unreachable!("a connection keeps its mode"),
+        }
+    }
+
+    /// Writes what the client is owed, as far as its socket takes it; an error ends the
+    /// connection (a failed write, or a relay client found too slow).
+    pub fn poll_write(
+        answer: &mut Option<Box<Answer>>,
+        stream: &TcpStream,
+        shared: &Shared,
+        id: u64,
+        cx: &mut Context<'_>,
+    ) -> Result<(), End> {
+        match answer.as_deref_mut() {
+            None => Ok(()),
+            Some(Answer::Echo(echo)) => echo.poll_write(stream, cx),
+            Some(Answer::Relay(relay)) => {
+                relay.poll_write(stream, &shared.room, cx)?;
+                relay.poll_health(shared, id, cx)
+            }
+        }
+    }
+
+    /// After the connection ended: ready once everything owed is written or cannot be.
+    pub fn poll_flush(
+        answer: &mut Option<Box<Answer>>,
+        stream: &TcpStream,
+        shared: &Shared,
+        cx: &mut Context<'_>,
+    ) -> Poll<()> {
+        let written = match answer.as_deref_mut() {
+            None => Ok(()),
+            Some(Answer::Echo(echo)) => echo.poll_write(stream, cx),
+            Some(Answer::Relay(relay)) => relay.poll_write(stream, &shared.room, cx),
+        };
+        if written.is_err() || !Answer::has_unsent(answer) { Poll::Ready(()) } else { Poll::Pending }
+    }
+
+    /// Ready when the client may be read: its echo has gone out, or its room is not waiting
+    /// for a reader to catch up.
+    pub fn poll_ready_for_input(
+        answer: &Option<Box<Answer>>,
+        shared: &Shared,
+        id: u64,
+        cx: &mut Context<'_>,
+    ) -> Poll<()> {
+        match answer.as_deref() {
+            None => Poll::Ready(()),
+            Some(Answer::Echo(echo)) if echo.has_unsent() => Poll::Pending,
+            Some(Answer::Echo(_)) => Poll::Ready(()),
+            Some(Answer::Relay(relay)) => relay.poll_open(&shared.room, id, cx),
+        }
+    }
+
+    /// Acts on bytes just read.
+    pub fn received(
+        answer: &mut Option<Box<Answer>>,
+        stream: &TcpStream,
+        shared: &Shared,
+        id: u64,
+        data: &[u8],
+    ) -> Result<(), End> {
+        match shared.config.mode {
+            Mode::Print => Ok(()),
+            Mode::Echo => match answer.as_deref_mut() {
+                Some(Answer::Echo(echo)) => echo.received(stream, data),
+                _ => match Echo::write_now(stream, data)? {
+                    [] => Ok(()),
+                    rest => Answer::echo(answer).received(stream, rest),
+                },
+            },
+            Mode::Broker => {
+                Answer::relay(answer).broadcast(shared, id, data);
+                Ok(())
+            }
+            Mode::Chat => {
+                super::chat::received(Answer::relay(answer), shared, id, data);
+                Ok(())
+            }
+        }
+    }
+
+    /// The client closed its sending side: how the connection ends.
+    pub fn input_ended(answer: &mut Option<Box<Answer>>, shared: &Shared, id: u64) -> End {
+        if let Some(Answer::Relay(relay)) = answer.as_deref_mut() {
+            super::chat::input_ended(relay, shared, id);
+            if relay.quit {
+                return End::Quit;
+            }
+        }
+        End::ClosedByClient
+    }
+
+    /// True when a chat client asked to leave.
+    pub fn quit(answer: &Option<Box<Answer>>) -> bool {
+        matches!(answer.as_deref(), Some(Answer::Relay(relay)) if relay.quit)
+    }
+
+    /// True while the client is owed bytes.
+    pub fn has_unsent(answer: &Option<Box<Answer>>) -> bool {
+        match answer.as_deref() {
+            None => false,
+            Some(Answer::Echo(echo)) => echo.has_unsent(),
+            Some(Answer::Relay(relay)) => relay.has_unsent(),
+        }
+    }
+
+    /// Queues the shutdown notice behind what the client is owed.
+    pub fn notice(answer: &mut Option<Box<Answer>>, shared: &Shared, notice: &[u8]) {
+        match shared.config.mode {
+            Mode::Print => {}
+            Mode::Echo => Answer::echo(answer).queue(notice),
+            Mode::Chat | Mode::Broker => Answer::relay(answer).reply(shared, notice),
+        }
+    }
+
+    /// Leaves the room (once), telling the others in chat mode.
+    pub fn leave(answer: &mut Option<Box<Answer>>, shared: &Shared, id: u64, end: &End) {
+        if let Some(Answer::Relay(relay)) = answer.as_deref_mut() {
+            relay.leave(shared, id, end);
+        }
+    }
+}
