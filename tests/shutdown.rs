@@ -258,7 +258,7 @@ fn a_client_that_never_reads_cannot_hold_up_the_exit(mode: &str) {
         "--shutdown-notice",
         "closing now",
     ]);
-    let mut client = std::net::TcpStream::connect(server.addr).expect("connects");
+    let client = std::net::TcpStream::connect(server.addr).expect("connects");
     let writer = {
         let mut client = client.try_clone().expect("clone");
         std::thread::spawn(move || {
