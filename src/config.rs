@@ -102,9 +102,18 @@ pub const QUIT_LINGER: Duration = Duration::from_secs(1);
 /// The line that ends an interactive session (the textbook's `Q`).
 pub const QUIT_WORD: &str = "Q";
 
-/// Settings of `hubcat serve`.
+/// Longest `--max-line` accepted: a connection may hold this much of an unfinished line.
+pub const MAX_MAX_LINE: usize = 16 * 1024 * 1024;
+/// Largest `--queue-bytes` accepted.
+pub const MAX_RELAY_QUEUE_BYTES: usize = 1024 * 1024 * 1024;
+/// Longest greeting, busy message or shutdown notice accepted.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// Longest duration accepted for any timeout, the grace period or the slow timeout (a year).
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Settings of `hubcat serve` as given, unchecked; [`ServerConfig::new`] checks them.
 #[derive(Clone, Debug)]
-pub struct ServerConfig {
+pub struct ServerSettings {
     /// What the server does with what it receives.
     pub mode: Mode,
     /// What happens to a chat or broker client that cannot keep up.
@@ -139,7 +148,7 @@ pub struct ServerConfig {
     pub first_byte_timeout: Option<Duration>,
 }
 
-impl Default for ServerConfig {
+impl Default for ServerSettings {
     fn default() -> Self {
         Self {
             mode: Mode::default(),
@@ -162,29 +171,65 @@ impl Default for ServerConfig {
     }
 }
 
+/// Settings of `hubcat serve`, checked: made only by [`ServerConfig::new`] or `default()`, so
+/// the server never meets a size or duration it cannot handle. Read them through `Deref`.
+#[derive(Clone, Debug, Default)]
+pub struct ServerConfig(ServerSettings);
+
+/// A setting out of its bounds; the message names the option to fix.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
 impl ServerConfig {
+    /// Checks `settings`: sizes and durations within the bounds named in this module.
+    pub fn new(settings: ServerSettings) -> Result<ServerConfig, ConfigError> {
+        settings.check().map_err(ConfigError)?;
+        Ok(ServerConfig(settings))
+    }
+
     /// True when any per-connection timer is set.
     pub fn has_timeouts(&self) -> bool {
         self.idle_timeout.is_some() || self.max_duration.is_some() || self.first_byte_timeout.is_some()
     }
+}
 
-    /// Checks the settings that the type system cannot; the message names the option to fix.
-    pub fn validate(&self) -> Result<(), String> {
+impl std::ops::Deref for ServerConfig {
+    type Target = ServerSettings;
+
+    fn deref(&self) -> &ServerSettings {
+        &self.0
+    }
+}
+
+impl ServerSettings {
+    fn check(&self) -> Result<(), String> {
         if self.read_size == 0 || self.read_size > MAX_READ_SIZE {
             return Err(format!("--read-size must be between 1 and {MAX_READ_SIZE} bytes"));
         }
-        if self.max_line == 0 {
-            return Err("--max-line must be at least 1 byte".into());
+        if self.max_line == 0 || self.max_line > MAX_MAX_LINE {
+            return Err(format!("--max-line must be between 1 and {MAX_MAX_LINE} bytes"));
         }
-        if self.relay_queue_bytes == 0 {
-            return Err("--queue-bytes must be at least 1".into());
+        if self.relay_queue_bytes == 0 || self.relay_queue_bytes > MAX_RELAY_QUEUE_BYTES {
+            return Err(format!("--queue-bytes must be between 1 and {MAX_RELAY_QUEUE_BYTES}"));
         }
         if self.max_conns == 0 || self.max_conns_per_ip == Some(0) {
             return Err("--max-conns and --max-conns-per-ip must be at least 1".into());
         }
-        let zero = |d: Option<Duration>| d.is_some_and(|d| d.is_zero());
-        if zero(self.idle_timeout) || zero(self.max_duration) || zero(self.first_byte_timeout) {
+        let messages =
+            [self.greeting.as_deref(), self.shutdown_notice.as_deref(), Some(&self.busy_message[..])];
+        if messages.iter().flatten().any(|m| m.len() > MAX_MESSAGE_BYTES) {
+            return Err(format!(
+                "--greeting, --shutdown-notice and --busy-message must be at most {MAX_MESSAGE_BYTES} bytes"
+            ));
+        }
+        let timeouts = [self.idle_timeout, self.max_duration, self.first_byte_timeout];
+        if timeouts.iter().flatten().any(|d| d.is_zero()) || self.slow_timeout.is_zero() {
             return Err("timeouts must be longer than zero (leave the option out for none)".into());
+        }
+        let longest = timeouts.into_iter().flatten().chain([self.grace, self.slow_timeout]).max();
+        if longest.is_some_and(|d| d > MAX_DURATION) {
+            return Err("timeouts, --grace and --slow-timeout must be at most a year".into());
         }
         Ok(())
     }
@@ -206,5 +251,45 @@ pub struct ConnectConfig {
 impl Default for ConnectConfig {
     fn default() -> Self {
         Self { name: None, dial_timeout: DEFAULT_DIAL_TIMEOUT, retries: 0, udp_wait: DEFAULT_UDP_WAIT }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(settings: ServerSettings) -> Result<ServerConfig, String> {
+        ServerConfig::new(settings).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn extreme_settings_are_refused_with_the_option_named() {
+        let base = ServerSettings::default;
+        let cases = [
+            (ServerSettings { read_size: usize::MAX, ..base() }, "--read-size"),
+            (ServerSettings { max_line: usize::MAX, ..base() }, "--max-line"),
+            (ServerSettings { relay_queue_bytes: 0, ..base() }, "--queue-bytes"),
+            (ServerSettings { max_conns: 0, ..base() }, "--max-conns"),
+            (ServerSettings { greeting: Some(vec![b'x'; MAX_MESSAGE_BYTES + 1]), ..base() }, "--greeting"),
+            (ServerSettings { idle_timeout: Some(Duration::MAX), ..base() }, "at most a year"),
+            (ServerSettings { grace: Duration::MAX, ..base() }, "--grace"),
+            (ServerSettings { slow_timeout: Duration::ZERO, ..base() }, "longer than zero"),
+        ];
+        for (settings, named) in cases {
+            let err = check(settings).expect_err("refused");
+            assert!(err.contains(named), "{err}");
+        }
+        assert!(check(base()).is_ok());
+        let longest = ServerSettings {
+            idle_timeout: Some(MAX_DURATION),
+            max_duration: Some(MAX_DURATION),
+            first_byte_timeout: Some(MAX_DURATION),
+            grace: MAX_DURATION,
+            slow_timeout: MAX_DURATION,
+            max_line: MAX_MAX_LINE,
+            relay_queue_bytes: MAX_RELAY_QUEUE_BYTES,
+            ..base()
+        };
+        assert!(check(longest).is_ok(), "the bounds themselves are accepted");
     }
 }

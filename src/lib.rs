@@ -28,7 +28,7 @@ pub mod scan;
 pub mod server;
 pub mod shutdown;
 
-pub use config::{ConnectConfig, ServerConfig};
+pub use config::{ConnectConfig, ServerConfig, ServerSettings};
 pub use error::NetError;
 pub use output::{Format, Sink, Style, Target};
 pub use server::Summary;

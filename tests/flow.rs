@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::TestServer;
-use hubcat::ServerConfig;
+use hubcat::ServerSettings;
 use hubcat::config::{Mode, SlowClient};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -125,12 +125,12 @@ impl Checker {
 
 /// Runs one flood through a room and checks what everyone got.
 async fn flood(mode: Mode, policy: SlowClient, megabytes: u64) {
-    let config = ServerConfig {
+    let config = ServerSettings {
         mode,
         slow_client: policy,
         slow_timeout: SLOW_TIMEOUT,
         max_line: 4 * LINE,
-        ..ServerConfig::default()
+        ..ServerSettings::default()
     };
     let server = TestServer::start(config).await;
     let addr = server.addr;

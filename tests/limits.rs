@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::{TestServer, lines_from, within};
-use hubcat::ServerConfig;
+use hubcat::ServerSettings;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -30,7 +30,7 @@ async fn connect_from(source: &str, target: SocketAddr) -> TcpStream {
 
 #[tokio::test]
 async fn max_conns_turns_extra_clients_away_with_a_message() {
-    let server = TestServer::start(ServerConfig { max_conns: 10, ..ServerConfig::default() }).await;
+    let server = TestServer::start(ServerSettings { max_conns: 10, ..ServerSettings::default() }).await;
     let mut held = Vec::new();
     for i in 0..10 {
         let mut client = within(TcpStream::connect(server.addr)).await.expect("connects");
@@ -56,7 +56,7 @@ async fn max_conns_turns_extra_clients_away_with_a_message() {
 
 #[tokio::test]
 async fn one_address_cannot_take_every_slot() {
-    let config = ServerConfig { max_conns_per_ip: Some(2), ..ServerConfig::default() };
+    let config = ServerSettings { max_conns_per_ip: Some(2), ..ServerSettings::default() };
     let server = TestServer::start(config).await;
     let _a = connect_from("127.0.0.2", server.addr).await;
     let _b = connect_from("127.0.0.2", server.addr).await;
@@ -73,7 +73,8 @@ async fn one_address_cannot_take_every_slot() {
 
 #[tokio::test]
 async fn an_idle_client_is_closed_and_its_data_kept() {
-    let config = ServerConfig { idle_timeout: Some(Duration::from_millis(200)), ..ServerConfig::default() };
+    let config =
+        ServerSettings { idle_timeout: Some(Duration::from_millis(200)), ..ServerSettings::default() };
     let server = TestServer::start(config).await;
     let mut client = within(TcpStream::connect(server.addr)).await.expect("connects");
     let peer = client.local_addr().expect("bound");
@@ -86,7 +87,7 @@ async fn an_idle_client_is_closed_and_its_data_kept() {
 #[tokio::test]
 async fn a_silent_client_meets_the_first_byte_timeout() {
     let config =
-        ServerConfig { first_byte_timeout: Some(Duration::from_millis(150)), ..ServerConfig::default() };
+        ServerSettings { first_byte_timeout: Some(Duration::from_millis(150)), ..ServerSettings::default() };
     let server = TestServer::start(config).await;
     let mut silent = within(TcpStream::connect(server.addr)).await.expect("connects");
     closed_within(&mut silent, common::LIMIT).await.expect("closed for sending nothing");
@@ -104,10 +105,10 @@ async fn a_silent_client_meets_the_first_byte_timeout() {
 
 #[tokio::test]
 async fn a_byte_a_while_does_not_outlive_max_duration() {
-    let config = ServerConfig {
+    let config = ServerSettings {
         max_duration: Some(Duration::from_millis(400)),
         idle_timeout: Some(Duration::from_secs(30)),
-        ..ServerConfig::default()
+        ..ServerSettings::default()
     };
     let server = TestServer::start(config).await;
     let mut slow = within(TcpStream::connect(server.addr)).await.expect("connects");
@@ -134,7 +135,7 @@ async fn a_byte_a_while_does_not_outlive_max_duration() {
 
 #[tokio::test]
 async fn a_ten_mebibyte_line_arrives_in_bounded_marked_pieces() {
-    let server = TestServer::start(ServerConfig::default()).await;
+    let server = TestServer::start(ServerSettings::default()).await;
     let mut client = within(TcpStream::connect(server.addr)).await.expect("connects");
     let peer = client.local_addr().expect("bound");
     let huge = vec![b'x'; 10 * 1024 * 1024];
@@ -159,7 +160,7 @@ async fn thousands_of_idle_clients_do_not_delay_a_new_one() {
         eprintln!("skipped: the open-files limit ({limit}) is too low");
         return;
     }
-    let server = TestServer::start(ServerConfig::default()).await;
+    let server = TestServer::start(ServerSettings::default()).await;
     let mut idle = Vec::new();
     for i in 0..clients {
         let source = format!("127.0.0.{}", 2 + i % 200);
@@ -179,7 +180,7 @@ async fn thousands_of_idle_clients_do_not_delay_a_new_one() {
 #[tokio::test]
 async fn resets_and_half_closes_only_end_their_own_connection() {
     let server =
-        TestServer::start(ServerConfig { greeting: Some(b"hello\n".to_vec()), ..Default::default() }).await;
+        TestServer::start(ServerSettings { greeting: Some(b"hello\n".to_vec()), ..Default::default() }).await;
     // A reset in the middle of a line.
     let mut rude = within(TcpStream::connect(server.addr)).await.expect("connects");
     rude.write_all(b"complete\nhalf a li").await.expect("sends");

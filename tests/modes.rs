@@ -5,14 +5,14 @@ mod common;
 use std::time::Duration;
 
 use common::{TestServer, lines_from, run_hubcat, within};
-use hubcat::ServerConfig;
+use hubcat::ServerSettings;
 use hubcat::config::{Mode, SlowClient};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
-fn mode(mode: Mode) -> ServerConfig {
-    ServerConfig { mode, ..ServerConfig::default() }
+fn mode(mode: Mode) -> ServerSettings {
+    ServerSettings { mode, ..ServerSettings::default() }
 }
 
 #[tokio::test]
@@ -116,7 +116,7 @@ async fn nobody_in_the_chat_sees_an_address() {
 
 #[tokio::test]
 async fn a_reader_that_stalls_is_disconnected_and_the_room_goes_on() {
-    let config = ServerConfig { relay_queue_bytes: 200_000, ..mode(Mode::Chat) };
+    let config = ServerSettings { relay_queue_bytes: 200_000, ..mode(Mode::Chat) };
     let server = TestServer::start(config).await;
     let mut sender = Chatter::join(server.addr, "sender").await;
     sender.next().await;
@@ -150,7 +150,7 @@ async fn a_reader_that_stalls_is_disconnected_and_the_room_goes_on() {
 #[tokio::test]
 async fn with_the_drop_policy_a_stalled_reader_misses_messages_and_is_told() {
     let config =
-        ServerConfig { relay_queue_bytes: 200_000, slow_client: SlowClient::Drop, ..mode(Mode::Chat) };
+        ServerSettings { relay_queue_bytes: 200_000, slow_client: SlowClient::Drop, ..mode(Mode::Chat) };
     let server = TestServer::start(config).await;
     let mut sender = Chatter::join(server.addr, "sender").await;
     sender.next().await;

@@ -3,12 +3,12 @@
 mod common;
 
 use common::{TestServer, lines_from, within};
-use hubcat::{Format, ServerConfig, Style};
+use hubcat::{Format, ServerSettings, Style};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-fn config(format: Format) -> ServerConfig {
-    ServerConfig { style: Style { format, timestamps: false }, ..ServerConfig::default() }
+fn config(format: Format) -> ServerSettings {
+    ServerSettings { style: Style { format, timestamps: false }, ..ServerSettings::default() }
 }
 
 async fn send_and_close(addr: std::net::SocketAddr, data: &[u8]) -> std::net::SocketAddr {
@@ -24,7 +24,7 @@ async fn send_and_close(addr: std::net::SocketAddr, data: &[u8]) -> std::net::So
 
 #[tokio::test]
 async fn the_textbook_session_with_three_clients_at_once() {
-    let server = TestServer::start(ServerConfig::default()).await;
+    let server = TestServer::start(ServerSettings::default()).await;
     let names = ["IVO", "CHRIS", "MARC"];
     let mut clients = Vec::new();
     for name in names {
@@ -62,7 +62,7 @@ async fn the_textbook_session_with_three_clients_at_once() {
 
 #[tokio::test]
 async fn chunks_are_shown_like_the_improved_textbook_server() {
-    let server = TestServer::start(ServerConfig { read_size: 25, ..config(Format::Chunks) }).await;
+    let server = TestServer::start(ServerSettings { read_size: 25, ..config(Format::Chunks) }).await;
     let peer = send_and_close(server.addr, b"Ivo says: Hi server, do you hear me ?").await;
     let (_, text) = server.stop().await;
     assert_eq!(lines_from(&text, peer), ["<25:Ivo says: Hi server, do y>", "<12:ou hear me ?>"]);
@@ -70,7 +70,7 @@ async fn chunks_are_shown_like_the_improved_textbook_server() {
 
 #[tokio::test]
 async fn each_client_is_greeted() {
-    let greeting = ServerConfig { greeting: Some(b"Let's GO!\n".to_vec()), ..ServerConfig::default() };
+    let greeting = ServerSettings { greeting: Some(b"Let's GO!\n".to_vec()), ..ServerSettings::default() };
     let server = TestServer::start(greeting).await;
     let mut client = within(TcpStream::connect(server.addr)).await.expect("connects");
     let mut hello = [0; 10];
@@ -82,7 +82,7 @@ async fn each_client_is_greeted() {
 
 #[tokio::test]
 async fn control_bytes_and_invalid_utf8_are_escaped() {
-    let server = TestServer::start(ServerConfig::default()).await;
+    let server = TestServer::start(ServerSettings::default()).await;
     let peer =
         send_and_close(server.addr, b"\x1b]0;owned\x07\x1b[2J tab\there \xff\xfe caf\xc3\xa9\r\n").await;
     let (_, text) = server.stop().await;
@@ -92,7 +92,7 @@ async fn control_bytes_and_invalid_utf8_are_escaped() {
 
 #[tokio::test]
 async fn an_unterminated_last_line_is_printed_when_the_client_leaves() {
-    let server = TestServer::start(ServerConfig::default()).await;
+    let server = TestServer::start(ServerSettings::default()).await;
     let peer = send_and_close(server.addr, b"first\nno newline at the end").await;
     let (summary, text) = server.stop().await;
     assert_eq!(lines_from(&text, peer), ["first", "no newline at the end"]);
@@ -102,7 +102,7 @@ async fn an_unterminated_last_line_is_printed_when_the_client_leaves() {
 
 #[tokio::test]
 async fn ipv6_loopback_works() {
-    let Some(server) = TestServer::start_on("[::1]:0", ServerConfig::default()).await else {
+    let Some(server) = TestServer::start_on("[::1]:0", ServerSettings::default()).await else {
         eprintln!("skipped: ::1 is not available here");
         return;
     };
@@ -114,7 +114,7 @@ async fn ipv6_loopback_works() {
 
 #[tokio::test]
 async fn long_lines_arrive_in_marked_pieces() {
-    let server = TestServer::start(ServerConfig { max_line: 10, ..ServerConfig::default() }).await;
+    let server = TestServer::start(ServerSettings { max_line: 10, ..ServerSettings::default() }).await;
     let peer = send_and_close(server.addr, b"0123456789abcdefghijKLM\nshort\n").await;
     let (_, text) = server.stop().await;
     assert_eq!(lines_from(&text, peer), ["0123456789\\", "abcdefghij\\", "KLM", "short"]);
@@ -122,7 +122,7 @@ async fn long_lines_arrive_in_marked_pieces() {
 
 #[tokio::test]
 async fn hex_dumps_count_offsets_per_connection() {
-    let server = TestServer::start(ServerConfig { read_size: 8, ..config(Format::Hex) }).await;
+    let server = TestServer::start(ServerSettings { read_size: 8, ..config(Format::Hex) }).await;
     let peer = send_and_close(server.addr, b"0123456789ABCDEF\x00\x1b").await;
     let (_, text) = server.stop().await;
     let rows = lines_from(&text, peer);
@@ -158,7 +158,7 @@ async fn raw_output_is_verbatim_and_keeps_lines_whole() {
 
 #[tokio::test]
 async fn a_client_that_resets_only_ends_its_own_connection() {
-    let server = TestServer::start(ServerConfig::default()).await;
+    let server = TestServer::start(ServerSettings::default()).await;
     let rude = within(TcpStream::connect(server.addr)).await.expect("connects");
     socket2::SockRef::from(&rude).set_linger(Some(std::time::Duration::ZERO)).expect("linger");
     drop(rude); // RST

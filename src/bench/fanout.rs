@@ -44,13 +44,17 @@ pub struct Fanout {
     pub rate: u64,
     /// Bytes per message, newline included.
     pub bytes: usize,
+    /// Clients that join and never read (the last ones): the room's healthy readers should
+    /// not pay for them.
+    pub stalled: usize,
 }
 
 pub(super) async fn run(under_test: &UnderTest, fanout: Fanout) -> Result<Vec<Metric>, BenchError> {
-    let Fanout { clients, senders, messages, rate, bytes } = fanout;
-    if clients < 2 || senders == 0 || senders > clients || bytes < 40 {
+    let Fanout { clients, senders, messages, rate, bytes, stalled } = fanout;
+    if clients < 2 || senders == 0 || senders + stalled > clients || bytes < 40 {
         return Err(BenchError::Usage(
-            "fanout needs at least 2 clients, 1 to `clients` senders and messages of at least 40 bytes"
+            "fanout needs at least 2 clients, 1 or more senders, senders + stalled clients no more \
+             than clients, and messages of at least 40 bytes"
                 .into(),
         ));
     }
@@ -78,6 +82,8 @@ pub(super) async fn run(under_test: &UnderTest, fanout: Fanout) -> Result<Vec<Me
     let mut writers = Vec::with_capacity(senders);
     // Held to the end: dropping a write half would close the client's sending side.
     let mut listeners_only = Vec::with_capacity(clients);
+    // Never read: they stand for clients that stopped reading.
+    let mut stalled_readers = Vec::with_capacity(stalled);
     while let Some(joined) = joining.join_next().await {
         let (index, reader, writer) = match joined {
             Ok(Ok(joined)) => joined,
@@ -86,6 +92,11 @@ pub(super) async fn run(under_test: &UnderTest, fanout: Fanout) -> Result<Vec<Me
             }
             Err(err) => return Err(BenchError::Server(format!("a client task failed: {err}"))),
         };
+        if index >= clients - stalled {
+            stalled_readers.push(reader);
+            listeners_only.push(writer);
+            continue;
+        }
         let counters = (Arc::clone(&delivered), Arc::clone(&heard));
         receivers.spawn(receive(reader, epoch, counters, blank.clone(), stop.clone()));
         if index < senders {
@@ -111,12 +122,13 @@ pub(super) async fn run(under_test: &UnderTest, fanout: Fanout) -> Result<Vec<Me
             Err(err) => return Err(BenchError::Server(format!("a sender task failed: {err}"))),
         }
     }
-    let expected = senders as u64 * messages * (clients as u64 - 1);
+    let expected = senders as u64 * messages * (clients - 1 - stalled) as u64;
     let last_change = wait_for(&delivered, expected, DRAIN_STALL).await;
     let elapsed = last_change - start;
     let cpu = under_test.spawned.as_ref().zip(cpu_before).map(|(s, before)| s.cpu_seconds() - before);
     stop.cancel();
     drop(listeners_only);
+    drop(stalled_readers);
     let mut histogram = blank;
     while let Some(done) = receivers.join_next().await {
         if let Ok(h) = done {
@@ -127,6 +139,7 @@ pub(super) async fn run(under_test: &UnderTest, fanout: Fanout) -> Result<Vec<Me
     let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
     let mut metrics = vec![
         Metric::new("deliveries_per_second", got as f64 / seconds(elapsed), "msg/s"),
+        Metric::new("delivered_mb_per_second", (got * bytes as u64) as f64 / 1e6 / seconds(elapsed), "MB/s"),
         Metric::new("expected", expected as f64, "msgs"),
         Metric::new("delivered", got as f64, "msgs"),
         Metric::new("lost", expected.saturating_sub(got) as f64, "msgs"),

@@ -195,10 +195,13 @@ impl Room {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ServerSettings;
     use std::collections::VecDeque;
 
     fn room(policy: SlowClient) -> Room {
-        let config = ServerConfig { relay_queue_bytes: 16, slow_client: policy, ..ServerConfig::default() };
+        let settings =
+            ServerSettings { relay_queue_bytes: 16, slow_client: policy, ..ServerSettings::default() };
+        let config = ServerConfig::new(settings).expect("valid");
         Room::new(&config)
     }
 

@@ -9,6 +9,8 @@ use std::time::Duration;
 use tokio::time::{Instant, Sleep, sleep_until};
 
 use crate::config::ServerConfig;
+#[cfg(test)]
+use crate::config::ServerSettings;
 
 /// Which deadline closed a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,12 +77,16 @@ impl Deadlines {
 
     /// The earliest deadline still to come, and what it is.
     fn next(&self, config: &ServerConfig) -> Option<(Instant, Expired)> {
+        // A deadline past what the clock can hold never comes.
         let first_byte = match (config.first_byte_timeout, self.last_read) {
-            (Some(d), None) => Some((self.opened + d, Expired::FirstByte(d))),
+            (Some(d), None) => self.opened.checked_add(d).map(|at| (at, Expired::FirstByte(d))),
             _ => None,
         };
-        let idle = config.idle_timeout.map(|d| (self.last_read.unwrap_or(self.opened) + d, Expired::Idle(d)));
-        let session = config.max_duration.map(|d| (self.opened + d, Expired::Session(d)));
+        let idle = config
+            .idle_timeout
+            .and_then(|d| Some((self.last_read.unwrap_or(self.opened).checked_add(d)?, Expired::Idle(d))));
+        let session =
+            config.max_duration.and_then(|d| Some((self.opened.checked_add(d)?, Expired::Session(d))));
         [first_byte, idle, session].into_iter().flatten().min_by_key(|(at, _)| *at)
     }
 }
@@ -91,12 +97,13 @@ mod tests {
 
     fn config(first_byte: Option<u64>, idle: Option<u64>, session: Option<u64>) -> ServerConfig {
         let secs = |s: Option<u64>| s.map(Duration::from_secs);
-        ServerConfig {
+        ServerConfig::new(ServerSettings {
             first_byte_timeout: secs(first_byte),
             idle_timeout: secs(idle),
             max_duration: secs(session),
-            ..ServerConfig::default()
-        }
+            ..ServerSettings::default()
+        })
+        .expect("valid settings")
     }
 
     async fn expiry(deadlines: &mut Deadlines, config: &ServerConfig) -> Expired {

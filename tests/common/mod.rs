@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use hubcat::output::Capture;
 use hubcat::server::{self, ServeError};
-use hubcat::{ServerConfig, Shutdown, Sink, Summary, Target};
+use hubcat::{ServerConfig, ServerSettings, Shutdown, Sink, Summary, Target};
 use tokio::task::JoinHandle;
 
 /// Upper bound on any single wait in a test.
@@ -36,12 +36,13 @@ pub struct TestServer {
 
 impl TestServer {
     /// Starts a server on 127.0.0.1, port 0.
-    pub async fn start(config: ServerConfig) -> TestServer {
+    pub async fn start(config: ServerSettings) -> TestServer {
         Self::start_on("127.0.0.1:0", config).await.expect("IPv4 loopback is available")
     }
 
     /// Starts a server on `addr`; `None` when that address cannot be bound here (no IPv6).
-    pub async fn start_on(addr: &str, config: ServerConfig) -> Option<TestServer> {
+    pub async fn start_on(addr: &str, settings: ServerSettings) -> Option<TestServer> {
+        let config = ServerConfig::new(settings).expect("the test's settings are valid");
         let addr: SocketAddr = addr.parse().expect("valid test address");
         let std_listeners = hubcat::addr::bind_tcp(&[addr]).ok()?;
         let listeners: Vec<_> = std_listeners

@@ -9,7 +9,7 @@ use hubcat::config::{
     DEFAULT_MAX_LINE, DEFAULT_PORT, DEFAULT_RELAY_QUEUE_BYTES, DEFAULT_SLOW_TIMEOUT, DEFAULT_UDP_WAIT, Mode,
     SlowClient, default_max_conns,
 };
-use hubcat::{ConnectConfig, Format, ServerConfig, Style};
+use hubcat::{ConnectConfig, Format, ServerConfig, ServerSettings, Style};
 
 /// A multi-client TCP server and client: see, record or relay what many clients send.
 #[derive(Debug, Parser)]
@@ -183,7 +183,7 @@ impl ServeArgs {
                 Some(line(&format!("server shutting down; closing in {}", humantime::format_duration(grace))))
             }
         };
-        let config = ServerConfig {
+        let settings = ServerSettings {
             mode: match self.mode {
                 ModeArg::Print => Mode::Print,
                 ModeArg::Echo => Mode::Echo,
@@ -209,7 +209,7 @@ impl ServeArgs {
             max_duration: self.max_duration.map(Into::into),
             first_byte_timeout: self.first_byte_timeout.map(Into::into),
         };
-        config.validate().map_err(usage_error)?;
+        let config = ServerConfig::new(settings).map_err(usage_error)?;
         if self.udp && matches!(config.mode, Mode::Chat | Mode::Broker) {
             return Err(usage_error("--udp works with --mode print or echo; chat and broker need TCP"));
         }

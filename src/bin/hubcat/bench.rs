@@ -96,6 +96,9 @@ pub enum ScenarioArgs {
         /// Messages per second per sender (0: as fast as possible).
         #[arg(long, default_value_t = 200)]
         rate: u64,
+        /// Clients that join and never read, to see what they cost the others.
+        #[arg(long, default_value_t = 0)]
+        stalled: usize,
         /// Bytes per message, newline included.
         #[arg(long, default_value_t = 64)]
         bytes: usize,
@@ -171,8 +174,8 @@ impl ScenarioArgs {
             ScenarioArgs::Echo { clients, bytes, duration, .. } => {
                 Scenario::Echo { clients, bytes, duration: duration.into() }
             }
-            ScenarioArgs::Fanout { clients, senders, messages, rate, bytes, .. } => {
-                Scenario::Fanout(Fanout { clients, senders, messages, rate, bytes })
+            ScenarioArgs::Fanout { clients, senders, messages, rate, bytes, stalled, .. } => {
+                Scenario::Fanout(Fanout { clients, senders, messages, rate, bytes, stalled })
             }
         };
         Ok(BenchConfig { server, scenario, time_limit: common.time_limit.into() })
