@@ -28,6 +28,9 @@ const SETTLE: Duration = Duration::from_millis(500);
 const SETTLE_LIMIT: Duration = Duration::from_secs(60);
 /// How long to wait for the next delivery once the senders are done.
 const DRAIN_STALL: Duration = Duration::from_secs(3);
+/// While sending, how long deliveries may stop before the server is taken to have stalled
+/// (longer than hubcat's default --slow-timeout, which may pause a flood that long).
+const SEND_STALL: Duration = Duration::from_secs(5);
 /// Highest latency the histogram tracks, in microseconds (60 s).
 const MAX_LATENCY_US: u64 = 60_000_000;
 
@@ -114,7 +117,19 @@ pub(super) async fn run(under_test: &UnderTest, fanout: Fanout) -> Result<Vec<Me
     for (index, writer) in writers {
         sending.spawn(send(writer, index, messages, rate, bytes, epoch));
     }
-    while let Some(sent) = sending.join_next().await {
+    loop {
+        // A server that stops delivering (ncat's broker behind a reader that stopped) would
+        // block the senders for good: give up on them once deliveries have stalled.
+        let sent = tokio::select! {
+            sent = sending.join_next() => match sent {
+                Some(sent) => sent,
+                None => break,
+            },
+            _ = until_stalled(&delivered, SEND_STALL) => {
+                sending.abort_all();
+                break;
+            }
+        };
         match sent {
             // A sender is also in the room: it stays until the others are done.
             Ok(Ok(writer)) => listeners_only.push(writer),
@@ -160,6 +175,19 @@ async fn wait_until_quiet(counter: &AtomicU64, quiet: Duration, limit: Duration)
     let mut last = counter.load(Ordering::Relaxed);
     let mut last_change = Instant::now();
     while last_change.elapsed() < quiet && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let now = counter.load(Ordering::Relaxed);
+        if now != last {
+            (last, last_change) = (now, Instant::now());
+        }
+    }
+}
+
+/// Completes once `counter` has not moved for `stall`.
+async fn until_stalled(counter: &AtomicU64, stall: Duration) {
+    let mut last = counter.load(Ordering::Relaxed);
+    let mut last_change = Instant::now();
+    while last_change.elapsed() < stall {
         tokio::time::sleep(Duration::from_millis(10)).await;
         let now = counter.load(Ordering::Relaxed);
         if now != last {

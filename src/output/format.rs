@@ -54,6 +54,40 @@ pub struct Origin {
     pub peer: SocketAddr,
 }
 
+/// Appends `peer` as `Display` writes it; IPv4 without `core::fmt`, which was 2-3% of an echo
+/// server's CPU (one label per round trip).
+fn write_peer(out: &mut Vec<u8>, peer: SocketAddr) {
+    match peer {
+        SocketAddr::V4(v4) => {
+            for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                push_decimal(out, u32::from(octet));
+            }
+            out.push(b':');
+            push_decimal(out, u32::from(v4.port()));
+        }
+        SocketAddr::V6(_) => {
+            let _ = write!(out, "{peer}");
+        }
+    }
+}
+
+fn push_decimal(out: &mut Vec<u8>, mut n: u32) {
+    let mut digits = [0u8; 10];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[start..]);
+}
+
 /// Renders the records of one read into a buffer, with the prefix built once per read.
 pub struct Records<'a> {
     out: &'a mut Vec<u8>,
@@ -74,7 +108,8 @@ impl<'a> Records<'a> {
                 if style.timestamps {
                     let _ = write!(out, "{} ", humantime::format_rfc3339_micros(SystemTime::now()));
                 }
-                let _ = write!(out, "{} ", origin.peer);
+                write_peer(out, origin.peer);
+                out.push(b' ');
             }
         }
         let head_len = out.len();
@@ -331,5 +366,20 @@ mod tests {
         let (time, rest) = text.split_once(' ').expect("a space after the time");
         assert!(humantime::parse_rfc3339(time).is_ok(), "{time}");
         assert_eq!(rest, "127.0.0.1:49346 hi\n");
+    }
+}
+
+#[cfg(test)]
+mod peer_tests {
+    use super::*;
+
+    #[test]
+    fn peers_are_written_as_display_writes_them() {
+        for text in ["127.0.0.1:49346", "0.0.0.0:0", "255.255.255.255:65535", "10.0.0.9:8", "[::1]:50000"] {
+            let peer: SocketAddr = text.parse().expect("valid");
+            let mut out = Vec::new();
+            write_peer(&mut out, peer);
+            assert_eq!(out, peer.to_string().as_bytes());
+        }
     }
 }

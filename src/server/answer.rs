@@ -60,14 +60,23 @@ impl Answer {
         id: u64,
         cx: &mut Context<'_>,
     ) -> Result<(), End> {
-        match answer.as_deref_mut() {
-            None => Ok(()),
-            Some(Answer::Echo(echo)) => echo.poll_write(stream, cx),
+        let idle = match answer.as_deref_mut() {
+            None => return Ok(()),
+            Some(Answer::Echo(echo)) => {
+                echo.poll_write(stream, cx)?;
+                !echo.has_unsent()
+            }
             Some(Answer::Relay(relay)) => {
                 relay.poll_write(stream, &shared.room, cx)?;
-                relay.poll_health(shared, id, cx)
+                relay.poll_health(shared, id, cx)?;
+                relay.is_idle_outsider()
             }
+        };
+        if idle {
+            // Nothing owed and nothing to remember: an idle client keeps none of it.
+            *answer = None;
         }
+        Ok(())
     }
 
     /// After the connection ended: ready once everything owed is written or cannot be.

@@ -81,6 +81,12 @@ impl Relay {
         !self.writing.is_empty() || self.outbox.has_unsent()
     }
 
+    /// True for a client outside the room that is owed nothing and holds no unfinished line:
+    /// its state can go until it next sends something.
+    pub fn is_idle_outsider(&self) -> bool {
+        !self.joined && !self.quit && !self.framer.has_pending() && !self.has_unsent()
+    }
+
     /// Ready when this client may be read: it is not in the room, or no other reader is
     /// congested.
     pub fn poll_open(&self, room: &Room, id: u64, cx: &mut Context<'_>) -> Poll<()> {
