@@ -12,11 +12,12 @@
 //! | [`output`] | record formats, escaping, the sink's single writer |
 //! | [`server`] | `hubcat serve`: accept loop, connections, drain |
 //! | [`client`] | `hubcat connect`: dial with retries, interactive and piped sessions |
-//! | [`bench`](mod@bench) | `hubcat bench`: load scenarios against any TCP server on this machine |
+//! | `bench` | `hubcat bench`: load scenarios against any TCP server on this machine (feature `bench`) |
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod addr;
+#[cfg(feature = "bench")]
 pub mod bench;
 pub mod client;
 pub mod config;
