@@ -13,7 +13,7 @@ use crate::error::NetError;
 const SHARED_PORT_ATTEMPTS: usize = 8;
 
 /// Removes the brackets of an IPv6 literal written as in a URL (`[::1]`).
-pub fn strip_brackets(host: &str) -> &str {
+pub(crate) fn strip_brackets(host: &str) -> &str {
     host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host)
 }
 
@@ -59,7 +59,7 @@ pub fn bind_udp(addrs: &[SocketAddr]) -> Result<Vec<std::net::UdpSocket>, NetErr
 }
 
 /// The wildcard address of the same family as `target`, for a client's local end.
-pub fn unspecified_for(target: SocketAddr) -> SocketAddr {
+pub(crate) fn unspecified_for(target: SocketAddr) -> SocketAddr {
     match target {
         SocketAddr::V4(_) => SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 0),
         SocketAddr::V6(_) => SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), 0),

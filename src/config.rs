@@ -14,7 +14,7 @@ pub const DEFAULT_PORT: u16 = 50000;
 /// timestamps), so one batch can reach 2.5 MiB; a typical one is about 80 KiB. The queue's
 /// byte budget bounds them all together.
 /// 64 KiB reads measured 10-20% faster than 16 KiB ones in `hubcat bench ingest`.
-pub const READ_BUFFER_BYTES: usize = 64 * 1024;
+pub(crate) const READ_BUFFER_BYTES: usize = 64 * 1024;
 /// Read size of the `chunks` and `hex` formats when `--read-size` is not given (the textbook's 512).
 pub const DEFAULT_CHUNK_BYTES: usize = 512;
 /// Largest `--read-size` accepted.
@@ -22,29 +22,29 @@ pub const MAX_READ_SIZE: usize = READ_BUFFER_BYTES;
 /// Longest line kept whole; longer ones are emitted in marked pieces.
 pub const DEFAULT_MAX_LINE: usize = 64 * 1024;
 /// Largest datagram hubcat receives (the UDP maximum).
-pub const MAX_DATAGRAM_BYTES: usize = 65_536;
+pub(crate) const MAX_DATAGRAM_BYTES: usize = 65_536;
 
 /// Record batches (one per read) queued for the sink's writer before connection tasks must wait.
-pub const SINK_QUEUE_DEPTH: usize = 1024;
+pub(crate) const SINK_QUEUE_DEPTH: usize = 1024;
 /// Bytes of records queued for the sink's writer before connection tasks must wait (checked
 /// before each read, so at most one batch per worker thread goes past it).
-pub const SINK_QUEUE_BYTES: usize = 16 * 1024 * 1024;
+pub(crate) const SINK_QUEUE_BYTES: usize = 16 * 1024 * 1024;
 /// How long the writer waits for more records after a write before sleeping on the queue.
-pub const SINK_WRITER_LINGER: Duration = Duration::from_micros(100);
+pub(crate) const SINK_WRITER_LINGER: Duration = Duration::from_micros(100);
 /// The writer gathers queued batches up to this size into one write.
-pub const SINK_BATCH_BYTES: usize = 256 * 1024;
+pub(crate) const SINK_BATCH_BYTES: usize = 256 * 1024;
 
 /// Listen backlog requested (the kernel caps it at `net.core.somaxconn`).
-pub const LISTEN_BACKLOG: i32 = 4096;
+pub(crate) const LISTEN_BACKLOG: i32 = 4096;
 /// First pause after a transient accept error; doubles on each further error.
-pub const ACCEPT_BACKOFF_FIRST: Duration = Duration::from_millis(5);
+pub(crate) const ACCEPT_BACKOFF_FIRST: Duration = Duration::from_millis(5);
 /// Longest pause between accept attempts while the error lasts.
-pub const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+pub(crate) const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// How long after a shutdown request connections may still send before they are closed.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
 /// Descriptors held back from the default connection cap (listeners, output, logs, the reserve
 /// descriptor, runtime internals), and never more than a quarter of the limit.
-pub const RESERVED_DESCRIPTORS: usize = 32;
+pub(crate) const RESERVED_DESCRIPTORS: usize = 32;
 /// The line sent to a client turned away at a connection cap.
 pub const DEFAULT_BUSY_MESSAGE: &str = "server busy: too many connections; try again later";
 
@@ -55,15 +55,15 @@ pub fn default_max_conns(open_files: usize) -> usize {
 
 /// Largest read from a chat or broker client: each sender's read can land in a reader's queue
 /// past its high-water mark, so this bounds by how much (the mark is half of `--queue-bytes`).
-pub const RELAY_READ_BYTES: usize = 16 * 1024;
+pub(crate) const RELAY_READ_BYTES: usize = 16 * 1024;
 /// Most bytes queued for one chat or broker client; past half of it, the room's senders wait.
 pub const DEFAULT_RELAY_QUEUE_BYTES: usize = 1024 * 1024;
 /// How long a chat or broker reader may hold the room back before it counts as slow.
 pub const DEFAULT_SLOW_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a leaving chat or broker client's queued messages may take to go out.
-pub const RELAY_FLUSH_LIMIT: Duration = Duration::from_secs(1);
+pub(crate) const RELAY_FLUSH_LIMIT: Duration = Duration::from_secs(1);
 /// Longest chat nickname, in characters.
-pub const NICK_MAX_CHARS: usize = 32;
+pub(crate) const NICK_MAX_CHARS: usize = 32;
 
 /// What the server does with what clients send (it always writes the transcript).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -92,15 +92,15 @@ pub enum SlowClient {
 /// How long `hubcat connect` waits for a dial by default (Go's `net.Dial` waits forever).
 pub const DEFAULT_DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// First pause before retrying a transient dial failure; doubles on each retry.
-pub const DIAL_RETRY_FIRST: Duration = Duration::from_millis(250);
+pub(crate) const DIAL_RETRY_FIRST: Duration = Duration::from_millis(250);
 /// Longest pause between dial retries.
-pub const DIAL_RETRY_MAX: Duration = Duration::from_secs(8);
+pub(crate) const DIAL_RETRY_MAX: Duration = Duration::from_secs(8);
 /// How long a piped UDP client waits for more replies after its input has ended.
 pub const DEFAULT_UDP_WAIT: Duration = Duration::from_secs(1);
 /// How long an interactive client waits for the server to finish after the user quits.
-pub const QUIT_LINGER: Duration = Duration::from_secs(1);
+pub(crate) const QUIT_LINGER: Duration = Duration::from_secs(1);
 /// The line that ends an interactive session (the textbook's `Q`).
-pub const QUIT_WORD: &str = "Q";
+pub(crate) const QUIT_WORD: &str = "Q";
 
 /// Longest `--max-line` accepted: a connection may hold this much of an unfinished line.
 pub const MAX_MAX_LINE: usize = 16 * 1024 * 1024;
@@ -189,7 +189,7 @@ impl ServerConfig {
     }
 
     /// True when any per-connection timer is set.
-    pub fn has_timeouts(&self) -> bool {
+    pub(crate) fn has_timeouts(&self) -> bool {
         self.idle_timeout.is_some() || self.max_duration.is_some() || self.first_byte_timeout.is_some()
     }
 }

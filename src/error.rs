@@ -48,7 +48,7 @@ pub enum NetError {
 
 /// True for accept errors that say nothing about the listener itself: a client gave up during
 /// the handshake, or the process or system is out of descriptors or memory for a moment.
-pub fn is_transient_accept(err: &io::Error) -> bool {
+pub(crate) fn is_transient_accept(err: &io::Error) -> bool {
     matches!(
         err.kind(),
         io::ErrorKind::ConnectionAborted
@@ -63,13 +63,13 @@ pub fn is_transient_accept(err: &io::Error) -> bool {
 }
 
 /// True when out of file descriptors, the accept error worth a specific warning.
-pub fn is_out_of_descriptors(err: &io::Error) -> bool {
+pub(crate) fn is_out_of_descriptors(err: &io::Error) -> bool {
     matches!(err.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
 }
 
 /// True for dial failures that may succeed if tried again: nobody listening yet, no answer in
 /// time, a network briefly unreachable, a connection reset during the handshake.
-pub fn is_transient_dial(err: &io::Error) -> bool {
+pub(crate) fn is_transient_dial(err: &io::Error) -> bool {
     matches!(
         err.kind(),
         io::ErrorKind::ConnectionRefused
@@ -83,7 +83,7 @@ pub fn is_transient_dial(err: &io::Error) -> bool {
 }
 
 /// A dial that took longer than allowed, as an `io::Error` so it is classified like the others.
-pub fn dial_timed_out(limit: Duration) -> io::Error {
+pub(crate) fn dial_timed_out(limit: Duration) -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, format!("no answer within {}", humantime::format_duration(limit)))
 }
 

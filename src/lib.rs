@@ -8,7 +8,6 @@
 //! | [`error`] | error classes (transient or not) and one-line messages |
 //! | [`shutdown`] | the handle that asks a server or client to stop |
 //! | [`framing`] | line splitting with a maximum length, no I/O |
-//! | [`scan`] | the byte classes framing and escaping share (one pass over a line) |
 //! | [`output`] | record formats, escaping, the sink's single writer |
 //! | [`server`] | `hubcat serve`: accept loop, connections, drain |
 //! | [`client`] | `hubcat connect`: dial with retries, interactive and piped sessions |
@@ -25,7 +24,7 @@ pub mod error;
 pub mod framing;
 mod notify;
 pub mod output;
-pub mod scan;
+mod scan;
 pub mod server;
 pub mod shutdown;
 

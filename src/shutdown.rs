@@ -20,11 +20,6 @@ impl Shutdown {
         self.token.cancel();
     }
 
-    /// True once shutdown was requested.
-    pub fn is_triggered(&self) -> bool {
-        self.token.is_cancelled()
-    }
-
     /// Completes when shutdown is requested.
     pub async fn triggered(&self) {
         self.token.cancelled().await;

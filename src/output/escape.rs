@@ -42,7 +42,7 @@ fn escape(out: &mut Vec<u8>, bytes: &[u8], backslash: Backslash) {
 
 /// Like [`escape_into`], for text shown to a person as it flows: line breaks are kept (`\n`
 /// and `\r\n` become a newline) and backslashes are left alone.
-pub fn escape_text_into(out: &mut Vec<u8>, bytes: &[u8]) {
+pub(crate) fn escape_text_into(out: &mut Vec<u8>, bytes: &[u8]) {
     let mut lines = bytes.split(|&b| b == b'\n').peekable();
     while let Some(line) = lines.next() {
         if lines.peek().is_some() {

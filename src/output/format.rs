@@ -237,7 +237,7 @@ fn is_printable_ascii(line: &[u8]) -> bool {
 
 /// A connection event, rendered as a JSON record (text formats log events to stderr instead).
 #[derive(Clone, Copy, Debug)]
-pub enum Event<'a> {
+pub(crate) enum Event<'a> {
     /// A client connected.
     Connect,
     /// A client was turned away at a cap.
@@ -257,7 +257,7 @@ pub enum Event<'a> {
 }
 
 /// Appends one event record in the JSON format.
-pub fn json_event(out: &mut Vec<u8>, origin: Origin, event: Event<'_>) {
+pub(crate) fn json_event(out: &mut Vec<u8>, origin: Origin, event: Event<'_>) {
     match event {
         Event::Connect => json_head(out, origin, "connect"),
         Event::Refused { reason } => {

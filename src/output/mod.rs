@@ -5,7 +5,9 @@ mod format;
 mod queue;
 mod sink;
 
-pub use escape::{escape_into, escape_text_into};
-pub use format::{Event, Format, Origin, Records, Style, json_event};
-pub use queue::{OwnedReservation, RecordSender, Reservation};
+pub use escape::escape_into;
+pub(crate) use escape::escape_text_into;
+pub(crate) use format::{Event, json_event};
+pub use format::{Format, Origin, Records, Style};
+pub(crate) use queue::{OwnedReservation, RecordSender, Reservation};
 pub use sink::{Capture, Sink, SinkError, Target};

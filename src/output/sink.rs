@@ -89,7 +89,7 @@ impl Sink {
     }
 
     /// A sender for records; the writer stops once every sender is dropped.
-    pub fn sender(&self) -> RecordSender {
+    pub(crate) fn sender(&self) -> RecordSender {
         self.tx.clone()
     }
 
