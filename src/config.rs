@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::access::Access;
 use crate::output::Style;
 
 /// Host `hubcat serve` listens on when none is given: loopback, so nothing is exposed by default.
@@ -146,6 +147,8 @@ pub struct ServerSettings {
     pub max_duration: Option<Duration>,
     /// Close a connection that sends nothing this long after it opened.
     pub first_byte_timeout: Option<Duration>,
+    /// Who may connect (`--allow`, `--deny`); the handle lets the rules be replaced while serving.
+    pub access: Access,
 }
 
 impl Default for ServerSettings {
@@ -167,6 +170,7 @@ impl Default for ServerSettings {
             idle_timeout: None,
             max_duration: None,
             first_byte_timeout: None,
+            access: Access::default(),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`config`] | validated settings; every limit and timeout, named once |
+//! | [`access`] | `--allow`/`--deny` rules, replaceable while serving |
 //! | [`addr`] | host/port resolution, binding (dual-stack, shared port 0) |
 //! | [`error`] | error classes (transient or not) and one-line messages |
 //! | [`shutdown`] | the handle that asks a server or client to stop |
@@ -15,6 +16,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod addr;
 #[cfg(feature = "bench")]
 pub mod bench;

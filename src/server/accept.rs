@@ -66,6 +66,13 @@ pub(super) async fn accept_loop(
 
 /// Starts a connection's task if the caps allow it, or turns the client away.
 async fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr, turned_away: &mut Burst) {
+    if !shared.config.access.permits(peer.ip()) {
+        // Closed before any greeting: a refused client learns nothing about the server.
+        turned_away.refused(Refusal::Denied, peer, shared.registry.len());
+        shared.stats.add_denied();
+        record_refusal(shared, peer, Refusal::Denied);
+        return;
+    }
     let slot = match shared.registry.try_insert(peer.ip()) {
         Ok(slot) => slot,
         Err(refusal) => {
@@ -91,12 +98,18 @@ fn refuse(shared: &Shared, stream: &TcpStream, peer: SocketAddr, refusal: Refusa
     let socket = socket2::SockRef::from(stream);
     let _ = socket.send(&shared.config.busy_message);
     let _ = socket.shutdown(std::net::Shutdown::Write);
+    record_refusal(shared, peer, refusal);
+}
+
+/// The JSON record of a client turned away, in formats that record events.
+fn record_refusal(shared: &Shared, peer: SocketAddr, refusal: Refusal) {
     if shared.config.style.format == Format::Json {
         let mut out = Vec::new();
         let reason = match refusal {
             Refusal::Full => "at --max-conns",
             Refusal::PerAddress => "at --max-conns-per-ip",
             Refusal::OutOfDescriptors => "out of file descriptors",
+            Refusal::Denied => "not allowed by --allow/--deny",
         };
         json_event(&mut out, Origin { conn: None, peer }, Event::Refused { reason });
         let _ = shared.records.try_send(out);
@@ -188,6 +201,7 @@ impl Burst {
                 Refusal::OutOfDescriptors => {
                     warn!("out of file descriptors with {live} open: turning new clients away")
                 }
+                Refusal::Denied => info!("{} refused: not allowed by --allow/--deny", peer.ip()),
             }
         }
         self.refused += 1;

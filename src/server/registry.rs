@@ -47,6 +47,8 @@ pub enum Refusal {
     PerAddress,
     /// The process is out of file descriptors (the client was accepted on the reserve one).
     OutOfDescriptors,
+    /// The client's address is not allowed by `--allow`/`--deny`.
+    Denied,
 }
 
 /// Live connections and the phase they follow.

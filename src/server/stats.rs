@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct Stats {
     connections: AtomicU64,
     refused: AtomicU64,
+    denied: AtomicU64,
     datagrams: AtomicU64,
     bytes: AtomicU64,
     lines: AtomicU64,
@@ -23,6 +24,11 @@ impl Stats {
     /// Counts a client turned away at a cap.
     pub fn add_refused(&self) {
         self.refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a client refused by the access rules.
+    pub fn add_denied(&self) {
+        self.denied.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts one datagram and what it held.
@@ -41,6 +47,7 @@ impl Stats {
         Summary {
             connections: self.connections.load(Ordering::Relaxed),
             refused: self.refused.load(Ordering::Relaxed),
+            denied: self.denied.load(Ordering::Relaxed),
             datagrams: self.datagrams.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),
             lines: self.lines.load(Ordering::Relaxed),
@@ -58,6 +65,8 @@ pub struct Summary {
     pub connections: u64,
     /// Clients turned away at a connection cap.
     pub refused: u64,
+    /// Clients (or datagrams) refused by `--allow`/`--deny`.
+    pub denied: u64,
     /// UDP datagrams received.
     pub datagrams: u64,
     /// Bytes received.
@@ -90,6 +99,9 @@ impl fmt::Display for Summary {
         }
         if self.refused > 0 {
             write!(f, "; {} turned away at a cap", plural(self.refused, "client"))?;
+        }
+        if self.denied > 0 {
+            write!(f, "; {} refused by --allow/--deny", plural(self.denied, "client"))?;
         }
         if self.kicked > 0 {
             write!(f, "; {} disconnected for being too slow", plural(self.kicked, "client"))?;

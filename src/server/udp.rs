@@ -63,6 +63,11 @@ async fn receive_loop(
             }
             Err(source) => return Err(NetError::Accept { addr: local, source }),
         };
+        if !config.access.permits(peer.ip()) {
+            // Not echoed, not recorded: a datagram from a refused address is dropped unread.
+            stats.add_denied();
+            continue;
+        }
         if config.mode == Mode::Echo {
             // Best effort, like UDP itself: a full send buffer loses the echo, not the server.
             let _ = socket.try_send_to(&buffer[..n], peer);

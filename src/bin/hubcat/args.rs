@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use hubcat::access::{Access, AccessRules};
 use hubcat::config::{
     DEFAULT_BUSY_MESSAGE, DEFAULT_CHUNK_BYTES, DEFAULT_DIAL_TIMEOUT, DEFAULT_GRACE, DEFAULT_HOST,
     DEFAULT_MAX_LINE, DEFAULT_PORT, DEFAULT_RELAY_QUEUE_BYTES, DEFAULT_SLOW_TIMEOUT, DEFAULT_UDP_WAIT, Mode,
@@ -31,7 +32,7 @@ pub struct Cli {
 pub enum Command {
     /// Listen, accept many clients at once, and print what each one sends (data on stdout,
     /// events on stderr).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Dial a server over TCP or UDP; send typed lines as `NAME says: ...` or piped input as is.
     Connect(ConnectArgs),
     /// Load a TCP server on this machine (hubcat or any other) and measure it.
@@ -88,7 +89,7 @@ pub enum SlowClientArg {
 }
 
 /// Arguments of `hubcat serve`.
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct ServeArgs {
     /// Host to listen on: a name (every address it resolves to), an IPv4 or IPv6 address
     /// (`::` = every interface, IPv4 too), or HOST:PORT; a lone number is taken as the port.
@@ -158,9 +159,27 @@ pub struct ServeArgs {
     /// Close a connection that sends nothing this long after it opened [default: never].
     #[arg(long, value_name = "DURATION")]
     pub first_byte_timeout: Option<humantime::Duration>,
+    /// Accept clients only from CIDR (v4 or v6, or one address; repeatable). Precedence: deny
+    /// wins over allow; with any allow rule, only allowed addresses may connect.
+    #[arg(long, value_name = "CIDR")]
+    pub allow: Vec<String>,
+    /// Refuse clients from CIDR before any greeting (repeatable; wins over --allow).
+    #[arg(long, value_name = "CIDR")]
+    pub deny: Vec<String>,
+    /// --allow rules from FILE, one a line, `#` comments; re-read on SIGHUP (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub allow_file: Vec<PathBuf>,
+    /// --deny rules from FILE, one a line, `#` comments; re-read on SIGHUP (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub deny_file: Vec<PathBuf>,
 }
 
 impl ServeArgs {
+    /// The --allow/--deny rules, files read now.
+    pub fn access_rules(&self) -> Result<AccessRules, hubcat::access::RuleError> {
+        AccessRules::load(&self.allow, &self.deny, &self.allow_file, &self.deny_file)
+    }
+
     /// What to listen on: HOST and PORT, or a HOST:PORT or a lone PORT in HOST's place.
     pub fn host_and_port(&self) -> (String, u16) {
         if let Some(port) = self.port {
@@ -208,6 +227,7 @@ impl ServeArgs {
             idle_timeout: self.idle_timeout.map(Into::into),
             max_duration: self.max_duration.map(Into::into),
             first_byte_timeout: self.first_byte_timeout.map(Into::into),
+            access: Access::new(self.access_rules().map_err(usage_error)?),
         };
         let config = ServerConfig::new(settings).map_err(usage_error)?;
         if self.udp && matches!(config.mode, Mode::Chat | Mode::Broker) {

@@ -32,7 +32,7 @@ fn main() -> ExitCode {
     };
     let code = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve::serve(args).await,
+            Command::Serve(args) => serve::serve(*args).await,
             Command::Connect(args) => connect::connect(args).await,
             Command::Bench(args) => bench::bench(args).await,
         }

@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use hubcat::access::Access;
 use hubcat::addr::{bind_tcp, bind_udp, resolve};
 use hubcat::config::default_max_conns;
 use hubcat::output::SinkError;
@@ -48,6 +49,9 @@ pub async fn serve(args: ServeArgs) -> ExitCode {
     let shutdown = Shutdown::new();
     if let Err(err) = watch_signals(shutdown.clone()) {
         return fail(format_args!("cannot install signal handlers: {err}"));
+    }
+    if let Err(err) = reload_on_hangup(args.clone(), config.access.clone()) {
+        return fail(format_args!("cannot install the SIGHUP handler: {err}"));
     }
     let result = if args.udp {
         let sockets =
@@ -100,6 +104,24 @@ fn into_tokio<S, T>(
         .zip(addrs)
         .map(|(socket, &addr)| convert(socket).map_err(|source| hubcat::NetError::Listen { addr, source }))
         .collect()
+}
+
+/// SIGHUP: read the --allow/--deny rules and their files again; connections already open stay.
+/// A file that no longer reads keeps the rules in force, with a warning.
+fn reload_on_hangup(args: ServeArgs, access: Access) -> std::io::Result<()> {
+    let mut hangup = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            match args.access_rules() {
+                Ok(rules) => {
+                    info!("SIGHUP: access rules reloaded ({rules})");
+                    access.replace(rules);
+                }
+                Err(err) => warn!("SIGHUP: keeping the access rules in force: {err}"),
+            }
+        }
+    });
+    Ok(())
 }
 
 /// First SIGINT or SIGTERM: drain. Second: exit at once with 130.
