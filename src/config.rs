@@ -139,6 +139,8 @@ pub struct ServerSettings {
     pub max_conns: usize,
     /// Most connections at once from one address.
     pub max_conns_per_ip: Option<usize>,
+    /// Most new connections per second from one address (a burst of as many is allowed).
+    pub max_conn_rate_per_ip: Option<u32>,
     /// Sent, followed by a newline, to clients turned away at a cap.
     pub busy_message: Vec<u8>,
     /// Close a connection that sends nothing for this long.
@@ -166,6 +168,7 @@ impl Default for ServerSettings {
             shutdown_notice: None,
             max_conns: usize::MAX,
             max_conns_per_ip: None,
+            max_conn_rate_per_ip: None,
             busy_message: format!("{DEFAULT_BUSY_MESSAGE}\n").into_bytes(),
             idle_timeout: None,
             max_duration: None,
@@ -217,8 +220,10 @@ impl ServerSettings {
         if self.relay_queue_bytes == 0 || self.relay_queue_bytes > MAX_RELAY_QUEUE_BYTES {
             return Err(format!("--queue-bytes must be between 1 and {MAX_RELAY_QUEUE_BYTES}"));
         }
-        if self.max_conns == 0 || self.max_conns_per_ip == Some(0) {
-            return Err("--max-conns and --max-conns-per-ip must be at least 1".into());
+        if self.max_conns == 0 || self.max_conns_per_ip == Some(0) || self.max_conn_rate_per_ip == Some(0) {
+            return Err(
+                "--max-conns, --max-conns-per-ip and --max-conn-rate-per-ip must be at least 1".into()
+            );
         }
         let messages =
             [self.greeting.as_deref(), self.shutdown_notice.as_deref(), Some(&self.busy_message[..])];

@@ -138,3 +138,25 @@ fn a_bad_rule_is_a_usage_error_in_one_line() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--allow: \"10.0.0.0/40\" is not an address or CIDR block"), "{stderr}");
 }
+
+#[test]
+fn a_connection_flood_from_one_address_is_turned_away_and_others_are_served() {
+    let server =
+        ServeProcess::start(&["127.0.0.1", "0", "--greeting", "hi", "--max-conn-rate-per-ip", "3/s"]);
+    let answers: Vec<Vec<u8>> = (0..10)
+        .map(|_| {
+            let mut client = connect_from("127.0.0.2", server.addr);
+            client.shutdown(std::net::Shutdown::Write).expect("half-close");
+            read_all(&mut client)
+        })
+        .collect();
+    let served = answers.iter().filter(|a| a.as_slice() == b"hi\n").count();
+    let busy = answers.iter().filter(|a| a.starts_with(b"server busy")).count();
+    assert!((3..=4).contains(&served), "a burst of 3 (and maybe one refilled): {answers:?}");
+    assert_eq!(served + busy, 10, "the rest are told why");
+    let mut other = connect_from("127.0.0.1", server.addr);
+    other.shutdown(std::net::Shutdown::Write).expect("half-close");
+    assert_eq!(read_all(&mut other), b"hi\n", "another address has its own budget");
+    let stopped = server.stop();
+    assert!(stopped.stderr.iter().any(|l| l.contains("127.0.0.2 is over --max-conn-rate-per-ip")));
+}

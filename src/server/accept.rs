@@ -73,6 +73,11 @@ async fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr, turned
         record_refusal(shared, peer, Refusal::Denied);
         return;
     }
+    if shared.rate.as_ref().is_some_and(|rate| !rate.admit(peer.ip())) {
+        turned_away.refused(Refusal::TooFast, peer, shared.registry.len());
+        refuse(shared, &stream, peer, Refusal::TooFast);
+        return;
+    }
     let slot = match shared.registry.try_insert(peer.ip()) {
         Ok(slot) => slot,
         Err(refusal) => {
@@ -110,6 +115,7 @@ fn record_refusal(shared: &Shared, peer: SocketAddr, refusal: Refusal) {
             Refusal::PerAddress => "at --max-conns-per-ip",
             Refusal::OutOfDescriptors => "out of file descriptors",
             Refusal::Denied => "not allowed by --allow/--deny",
+            Refusal::TooFast => "over --max-conn-rate-per-ip",
         };
         json_event(&mut out, Origin { conn: None, peer }, Event::Refused { reason });
         let _ = shared.records.try_send(out);
@@ -202,6 +208,9 @@ impl Burst {
                     warn!("out of file descriptors with {live} open: turning new clients away")
                 }
                 Refusal::Denied => info!("{} refused: not allowed by --allow/--deny", peer.ip()),
+                Refusal::TooFast => {
+                    warn!("{} is over --max-conn-rate-per-ip: turning its new connections away", peer.ip())
+                }
             }
         }
         self.refused += 1;

@@ -7,6 +7,7 @@ mod chat;
 mod conn;
 mod echo;
 mod outbox;
+mod rate;
 mod registry;
 mod relay;
 mod room;
@@ -52,6 +53,8 @@ struct Shared {
     registry: Registry,
     /// The clients of the chat and broker modes.
     room: Room,
+    /// New connections per address, when `--max-conn-rate-per-ip` is set.
+    rate: Option<rate::ConnectionRate>,
     stats: Stats,
     next_id: AtomicU64,
 }
@@ -61,6 +64,7 @@ impl Shared {
         Shared {
             registry: Registry::new(config.max_conns, config.max_conns_per_ip, descriptor_limit()),
             room: Room::new(&config),
+            rate: config.max_conn_rate_per_ip.map(rate::ConnectionRate::new),
             config,
             records,
             stats: Stats::default(),

@@ -49,6 +49,8 @@ pub enum Refusal {
     OutOfDescriptors,
     /// The client's address is not allowed by `--allow`/`--deny`.
     Denied,
+    /// The client's address opened connections faster than `--max-conn-rate-per-ip`.
+    TooFast,
 }
 
 /// Live connections and the phase they follow.

@@ -147,6 +147,10 @@ pub struct ServeArgs {
     /// Most connections at once from one client address, refused the same way [default: no cap].
     #[arg(long, value_name = "N")]
     pub max_conns_per_ip: Option<usize>,
+    /// Most new connections per second from one client address (a burst of as many is
+    /// allowed), checked before anything else; more are turned away like --max-conns-per-ip.
+    #[arg(long, value_name = "N[/s]", value_parser = parse_rate)]
+    pub max_conn_rate_per_ip: Option<u32>,
     /// The line sent to a client turned away at a cap.
     #[arg(long, value_name = "TEXT", default_value = DEFAULT_BUSY_MESSAGE)]
     pub busy_message: String,
@@ -223,6 +227,7 @@ impl ServeArgs {
             shutdown_notice: notice,
             max_conns: self.max_conns.unwrap_or_else(|| default_max_conns(open_files)),
             max_conns_per_ip: self.max_conns_per_ip,
+            max_conn_rate_per_ip: self.max_conn_rate_per_ip,
             busy_message: line(&self.busy_message),
             idle_timeout: self.idle_timeout.map(Into::into),
             max_duration: self.max_duration.map(Into::into),
@@ -235,6 +240,12 @@ impl ServeArgs {
         }
         Ok(config)
     }
+}
+
+/// `N` or `N/s`: connections per second.
+fn parse_rate(text: &str) -> Result<u32, String> {
+    let number = text.strip_suffix("/s").unwrap_or(text);
+    number.parse().map_err(|_| format!("{text:?} is not a rate like 20/s"))
 }
 
 /// Arguments of `hubcat connect`.
