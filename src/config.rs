@@ -195,6 +195,19 @@ impl ServerConfig {
         Ok(ServerConfig(settings))
     }
 
+    /// Largest read from a chat or broker client: small against the queue, so the reads that
+    /// pass the room's gate at once cannot fill a queue that was under its mark.
+    pub(crate) fn relay_read_bytes(&self) -> usize {
+        (self.relay_queue_bytes / 8).clamp(1, RELAY_READ_BYTES)
+    }
+
+    /// Input bytes of a chat read handled before the room's gate is looked at again: a chat
+    /// line grows on the way out (the nickname, escapes), up to about 130 times for bare
+    /// newlines from a long nickname, so a read is handed out in pieces of this size.
+    pub(crate) fn chat_piece_bytes(&self) -> usize {
+        (self.relay_queue_bytes / 1024).clamp(1, 1024)
+    }
+
     /// True when any per-connection timer is set.
     pub(crate) fn has_timeouts(&self) -> bool {
         self.idle_timeout.is_some() || self.max_duration.is_some() || self.first_byte_timeout.is_some()

@@ -298,3 +298,61 @@ async fn broker_200_mb_flood_with_a_stalled_reader() {
 async fn chat_200_mb_flood_with_a_stalled_reader() {
     flood(Mode::Chat, SlowClient::Disconnect, 200).await;
 }
+
+/// Sends `payload` from one client and checks that a reader that keeps reading gets all of
+/// `expected_bytes` and is never cut off.
+async fn burst_reaches_a_fast_reader(
+    settings: ServerSettings,
+    nick: &str,
+    payload: Vec<u8>,
+    expected_bytes: usize,
+) {
+    let mode = settings.mode;
+    let server = TestServer::start(settings).await;
+    let mut reader = join(server.addr, mode, "reader").await;
+    let mut sender = join(server.addr, mode, nick).await;
+    // Wait until both are in the room.
+    let mut heard = Vec::new();
+    if mode == Mode::Chat {
+        while !String::from_utf8_lossy(&heard).contains(" joined\n") {
+            let mut buf = [0; 1024];
+            let n = common::within(reader.read(&mut buf)).await.expect("reads");
+            assert!(n > 0, "closed");
+            heard.extend_from_slice(&buf[..n]);
+        }
+    } else {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let sending = tokio::spawn(async move {
+        sender.write_all(&payload).await.expect("the sender is never cut off");
+        sender
+    });
+    let mut got = 0;
+    let mut buffer = vec![0; 256 * 1024];
+    while got < expected_bytes {
+        let n = common::within(reader.read(&mut buffer)).await.expect("the reader is never cut off");
+        assert!(n > 0, "the server closed a reader that keeps up after {got} of {expected_bytes} bytes");
+        got += n;
+    }
+    let _sender = sending.await.expect("sender");
+    let (summary, _) = server.stop().await;
+    assert_eq!(summary.kicked, 0);
+    assert_eq!(summary.dropped, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_lines_that_grow_with_a_long_nickname_do_not_overflow_a_fast_reader() {
+    let nick = "n".repeat(32);
+    let lines = 4 * 1024 * 1024;
+    let settings = ServerSettings { mode: Mode::Chat, ..ServerSettings::default() };
+    // Each bare newline arrives as `<NICK> ` and a newline: 36 bytes out per byte in.
+    burst_reaches_a_fast_reader(settings, &nick, vec![b'\n'; lines], lines * (nick.len() + 4)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_queue_does_not_overflow_a_fast_broker_reader() {
+    let settings =
+        ServerSettings { mode: Mode::Broker, relay_queue_bytes: 16 * 1024, ..ServerSettings::default() };
+    let bytes = 16 * 1024 * 1024;
+    burst_reaches_a_fast_reader(settings, "unused", vec![b'x'; bytes], bytes).await;
+}

@@ -22,9 +22,25 @@ pub(super) enum Answer {
 }
 
 impl Answer {
-    /// The state a new connection needs at once: a broker client joins the room on arrival.
-    pub fn start(shared: &Shared, id: u64) -> Option<Box<Answer>> {
-        (shared.config.mode == Mode::Broker).then(|| Box::new(Answer::Relay(Relay::join_broker(shared, id))))
+    /// Once the greeting is out: a broker client joins the room (not before, or a client that
+    /// does not take its greeting would be a reader nobody watches).
+    pub fn greeted(answer: &mut Option<Box<Answer>>, shared: &Shared, id: u64) {
+        if answer.is_none() && shared.config.mode == Mode::Broker {
+            *answer = Some(Box::new(Answer::Relay(Relay::join_broker(shared, id))));
+        }
+    }
+
+    /// Acts on input read earlier and held back while the room was congested; true when there
+    /// was some (the socket is not read until it is all handled).
+    pub fn handle_backlog(answer: &mut Option<Box<Answer>>, shared: &Shared, id: u64) -> bool {
+        match answer.as_deref_mut() {
+            Some(Answer::Relay(relay)) if !relay.backlog.is_empty() => {
+                let backlog = std::mem::take(&mut relay.backlog);
+                super::chat::received(relay, shared, id, &backlog);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Written to every client of `mode` after the greeting.

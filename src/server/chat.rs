@@ -4,7 +4,7 @@
 //! announced; `/who`, `/nick NEW` and `/quit` work. No client ever sees another's address.
 
 use super::Shared;
-use super::outbox::Message;
+use super::outbox::{Health, Message};
 use super::relay::Relay;
 use crate::config::NICK_MAX_CHARS;
 use crate::framing::{Line, Piece};
@@ -14,12 +14,26 @@ use crate::output::escape_into;
 pub(super) const WELCOME: &str = "* welcome to hubcat chat; send your nickname\n";
 const COMMANDS: &str = "commands: /who, /nick NEW, /quit";
 
-/// Acts on what a chat client sent: lines of one read go to the room as one message.
+/// Acts on what a chat client sent, a piece at a time, each piece's lines going to the room as
+/// one message; when the room pauses mid-read, the rest waits in the backlog.
 pub(super) fn received(relay: &mut Relay, shared: &Shared, id: u64, data: &[u8]) {
     let mut framer = std::mem::take(&mut relay.framer);
-    let mut chat = Chat { relay, shared, id, batch: Vec::new() };
-    framer.lines(data, shared.config.max_line, |line| chat.line(line));
-    chat.flush();
+    let mut rest = data;
+    while !rest.is_empty() {
+        let (piece, more) = rest.split_at(rest.len().min(shared.config.chat_piece_bytes()));
+        let mut chat = Chat { relay: &mut *relay, shared, id, batch: Vec::new() };
+        framer.lines(piece, shared.config.max_line, |line| chat.line(line));
+        chat.flush();
+        rest = more;
+        if relay.quit {
+            break;
+        }
+        let congested = matches!(relay.outbox.health(), Health::Congested { .. });
+        if !rest.is_empty() && relay.joined && !shared.room.is_open(congested) {
+            relay.backlog.extend_from_slice(rest);
+            break;
+        }
+    }
     relay.framer = framer;
 }
 

@@ -87,13 +87,12 @@ impl Connection {
         }
         let extras = Deadlines::start(&shared.config)
             .map(|deadlines| Box::new(Extras { deadlines: Some(deadlines), ..Extras::default() }));
-        let answer = Answer::start(&shared, id);
         Connection {
             stream,
             shared,
             transcript: Transcript::default(),
             extras,
-            answer,
+            answer: None,
             peer,
             id,
             slot,
@@ -147,10 +146,17 @@ impl Connection {
                 }
             }
             ready!(self.poll_greeting(cx));
+            Answer::greeted(&mut self.answer, &self.shared, self.id);
             if let Err(end) = Answer::poll_write(&mut self.answer, &self.stream, &self.shared, self.id, cx) {
                 return Poll::Ready(end);
             }
             ready!(Answer::poll_ready_for_input(&self.answer, &self.shared, self.id, cx));
+            if Answer::handle_backlog(&mut self.answer, &self.shared, self.id) {
+                if Answer::quit(&self.answer) && self.begin_ending(End::Quit) {
+                    return Poll::Ready(self.take_ending());
+                }
+                continue;
+            }
             if let Err(err) = ready!(self.stream.poll_read_ready(cx)) {
                 return Poll::Ready(End::Failed(err));
             }
@@ -160,7 +166,7 @@ impl Connection {
             };
             let read_size = match (self.shared.config.mode, self.shared.config.style.format) {
                 (_, Format::Chunks | Format::Hex) => self.shared.config.read_size,
-                (Mode::Chat | Mode::Broker, _) => crate::config::RELAY_READ_BYTES,
+                (Mode::Chat | Mode::Broker, _) => self.shared.config.relay_read_bytes(),
                 _ => READ_BUFFER_BYTES,
             };
             let origin = self.origin();

@@ -7,6 +7,7 @@
 //! *slow*: the slow-client policy applies to it alone and the room stops waiting for it.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
 
@@ -92,8 +93,10 @@ impl Outbox {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues a message from the room, within `limits`.
-    pub fn push(&self, message: &Message, limits: Limits) -> Pushed {
+    /// Queues a message from the room, within `limits`. When the queue crosses the mark,
+    /// `congested` (the room's count) goes up under this queue's lock, so the drain that
+    /// takes it down again, under the same lock, always comes after.
+    pub fn push(&self, message: &Message, limits: Limits, congested: &AtomicUsize) -> Pushed {
         let mut state = self.lock();
         let len = message.len();
         let fits = state.queued == 0 || state.queued.saturating_add(len) <= limits.full;
@@ -122,6 +125,7 @@ impl Outbox {
         state.queued += len;
         if state.health == Health::Healthy && state.queued > limits.high_water {
             state.health = Health::Congested { since: Instant::now() };
+            congested.fetch_add(1, Ordering::AcqRel);
             state.wake();
             return Pushed::Congested;
         }
@@ -220,6 +224,7 @@ impl State {
 mod tests {
     use super::*;
 
+    static COUNT: AtomicUsize = AtomicUsize::new(0);
     const LIMITS: Limits = Limits { high_water: 8, full: 16, policy: SlowClient::Disconnect };
 
     fn message(len: usize) -> Message {
@@ -229,8 +234,8 @@ mod tests {
     #[tokio::test]
     async fn the_mark_congests_and_draining_heals() {
         let outbox = Outbox::default();
-        assert_eq!(outbox.push(&message(6), LIMITS), Pushed::Queued);
-        assert_eq!(outbox.push(&message(6), LIMITS), Pushed::Congested);
+        assert_eq!(outbox.push(&message(6), LIMITS, &COUNT), Pushed::Queued);
+        assert_eq!(outbox.push(&message(6), LIMITS, &COUNT), Pushed::Congested);
         let mut writing = VecDeque::new();
         outbox.take(&mut writing, Waker::noop());
         assert_eq!(writing.len(), 2);
@@ -242,17 +247,17 @@ mod tests {
     #[tokio::test]
     async fn a_full_queue_makes_its_client_slow_by_the_policy() {
         let outbox = Outbox::default();
-        outbox.push(&message(10), LIMITS);
-        assert_eq!(outbox.push(&message(10), LIMITS), Pushed::Overflowed { was_congested: true });
+        outbox.push(&message(10), LIMITS, &COUNT);
+        assert_eq!(outbox.push(&message(10), LIMITS, &COUNT), Pushed::Overflowed { was_congested: true });
         assert_eq!(outbox.health(), Health::Kicked);
-        assert_eq!(outbox.push(&message(1), LIMITS), Pushed::Ignored);
+        assert_eq!(outbox.push(&message(1), LIMITS, &COUNT), Pushed::Ignored);
 
         let drop = Limits { policy: SlowClient::Drop, ..LIMITS };
         let outbox = Outbox::default();
-        outbox.push(&message(10), drop);
-        assert_eq!(outbox.push(&message(10), drop), Pushed::Overflowed { was_congested: true });
-        assert_eq!(outbox.push(&message(10), drop), Pushed::Dropped);
-        assert_eq!(outbox.push(&message(6), drop), Pushed::Queued, "what fits still goes");
+        outbox.push(&message(10), drop, &COUNT);
+        assert_eq!(outbox.push(&message(10), drop, &COUNT), Pushed::Overflowed { was_congested: true });
+        assert_eq!(outbox.push(&message(10), drop, &COUNT), Pushed::Dropped);
+        assert_eq!(outbox.push(&message(6), drop, &COUNT), Pushed::Queued, "what fits still goes");
         assert_eq!(
             outbox.written(16, drop),
             (Health::Slow, Health::Healthy, 2),
@@ -263,7 +268,7 @@ mod tests {
     #[tokio::test]
     async fn an_oversized_message_still_reaches_a_client_that_keeps_up() {
         let outbox = Outbox::default();
-        assert_eq!(outbox.push(&message(40), LIMITS), Pushed::Congested);
+        assert_eq!(outbox.push(&message(40), LIMITS, &COUNT), Pushed::Congested);
         outbox.written(40, LIMITS);
         assert_eq!(outbox.health(), Health::Healthy);
     }
@@ -271,11 +276,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn only_a_reader_still_congested_is_declared_slow() {
         let outbox = Outbox::default();
-        outbox.push(&message(12), LIMITS);
+        outbox.push(&message(12), LIMITS, &COUNT);
         let Health::Congested { since } = outbox.health() else { panic!("congested") };
         outbox.written(12, LIMITS);
         assert!(!outbox.declare_slow(since, SlowClient::Disconnect), "it drained in time");
-        outbox.push(&message(12), LIMITS);
+        outbox.push(&message(12), LIMITS, &COUNT);
         let Health::Congested { since } = outbox.health() else { panic!("congested") };
         assert!(outbox.declare_slow(since, SlowClient::Disconnect));
         assert_eq!(outbox.health(), Health::Kicked);

@@ -42,6 +42,8 @@ pub(super) struct Relay {
     pub framer: Framer,
     /// Chat: the client sent `/quit`.
     pub quit: bool,
+    /// Chat: input already read and recorded but not yet handed to the room, which paused.
+    pub backlog: Vec<u8>,
 }
 
 impl Relay {
@@ -56,6 +58,7 @@ impl Relay {
             nick: None,
             framer: Framer::new(),
             quit: false,
+            backlog: Vec::new(),
         }
     }
 
@@ -84,7 +87,11 @@ impl Relay {
     /// True for a client outside the room that is owed nothing and holds no unfinished line:
     /// its state can go until it next sends something.
     pub fn is_idle_outsider(&self) -> bool {
-        !self.joined && !self.quit && !self.framer.has_pending() && !self.has_unsent()
+        !self.joined
+            && !self.quit
+            && !self.framer.has_pending()
+            && !self.has_unsent()
+            && self.backlog.is_empty()
     }
 
     /// Ready when this client may be read: it is not in the room, or no other reader is

@@ -86,6 +86,7 @@ impl Room {
 
     /// Removes client `id`, so the room no longer waits for it; returns its nickname.
     pub fn leave(&self, id: u64) -> Option<String> {
+        self.paused.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
         let member = self.lock().remove(&id)?;
         if matches!(member.outbox.close(), Health::Congested { .. }) {
             self.uncongest();
@@ -120,11 +121,8 @@ impl Room {
             if Some(id) == from {
                 continue;
             }
-            match member.outbox.push(message, self.limits) {
-                Pushed::Queued | Pushed::Ignored => {}
-                Pushed::Congested => {
-                    self.congested.fetch_add(1, Ordering::AcqRel);
-                }
+            match member.outbox.push(message, self.limits, &self.congested) {
+                Pushed::Queued | Pushed::Ignored | Pushed::Congested => {}
                 Pushed::Dropped => {
                     self.dropped.fetch_add(1, Ordering::Relaxed);
                 }
@@ -139,6 +137,11 @@ impl Room {
                 }
             }
         }
+    }
+
+    /// True when no reader but (perhaps) the sender itself is congested.
+    pub fn is_open(&self, self_congested: bool) -> bool {
+        self.congested.load(Ordering::Acquire) <= usize::from(self_congested)
     }
 
     /// Ready when sender `id` may read: no reader but itself is congested. Otherwise its
