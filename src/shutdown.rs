@@ -25,8 +25,4 @@ impl Shutdown {
         self.token.cancelled().await;
     }
 
-    /// A child handle: triggered by this one, or on its own without affecting this one.
-    pub fn child(&self) -> Shutdown {
-        Shutdown { token: self.token.child_token() }
-    }
 }

@@ -29,13 +29,6 @@ pub enum Format {
     Raw,
 }
 
-impl Format {
-    /// True for the formats that split the input into lines.
-    pub fn is_line_based(self) -> bool {
-        matches!(self, Format::Lines | Format::Json)
-    }
-}
-
 /// What the records of a format carry besides the data.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Style {
@@ -114,11 +107,6 @@ impl<'a> Records<'a> {
         }
         let head_len = out.len();
         Self { out, head_len, count: 0, format: style.format }
-    }
-
-    /// Number of records rendered so far.
-    pub fn count(&self) -> usize {
-        self.count
     }
 
     /// Ends the batch; the buffer holds only whole records (empty when there were none).
