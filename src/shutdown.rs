@@ -24,5 +24,4 @@ impl Shutdown {
     pub async fn triggered(&self) {
         self.token.cancelled().await;
     }
-
 }

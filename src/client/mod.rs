@@ -1,6 +1,7 @@
 //! `hubcat connect`: resolve, dial with a timeout and retries, then run a session.
 
 mod tcp;
+pub mod tls;
 mod udp;
 
 use std::io;

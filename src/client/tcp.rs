@@ -3,9 +3,7 @@
 
 use std::io;
 
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::{InputMode, SessionEnd};
 use crate::config::{QUIT_LINGER, QUIT_WORD};
@@ -14,20 +12,22 @@ use crate::output::escape_text_into;
 /// Size of the buffer for what the server sends.
 const RECEIVE_BUFFER_BYTES: usize = 16 * 1024;
 
-/// Runs a session until the input ends (or `Q`) and the server has answered, or the server
-/// leaves. `escape` makes what the server sends safe for a terminal.
-pub async fn tcp_session<R, W>(
-    stream: TcpStream,
+/// Runs a session over `stream` (a TCP socket, or TLS over one) until the input ends (or `Q`)
+/// and the server has answered, or the server leaves. `escape` makes what the server sends
+/// safe for a terminal.
+pub async fn tcp_session<S, R, W>(
+    stream: S,
     input: R,
     output: W,
     mode: InputMode,
     escape: bool,
 ) -> io::Result<SessionEnd>
 where
+    S: AsyncRead + AsyncWrite + Unpin,
     R: AsyncBufRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let (from_server, to_server) = stream.into_split();
+    let (from_server, to_server) = tokio::io::split(stream);
     let receiving = show_replies(from_server, output, escape);
     tokio::pin!(receiving);
     let sending = send_input(input, to_server, &mode);
@@ -77,7 +77,11 @@ fn is_peer_gone(err: &io::Error) -> bool {
 }
 
 /// Sends the input, then closes the sending side so the server sees the end of it.
-async fn send_input<R>(mut input: R, mut to_server: OwnedWriteHalf, mode: &InputMode) -> io::Result<()>
+async fn send_input<R>(
+    mut input: R,
+    mut to_server: impl AsyncWrite + Unpin,
+    mode: &InputMode,
+) -> io::Result<()>
 where
     R: AsyncBufRead + Unpin,
 {
@@ -126,14 +130,22 @@ pub(super) fn trim_line_ending(line: &[u8]) -> &[u8] {
 }
 
 /// Copies what the server sends to `output` until the server closes its side.
-async fn show_replies<W>(mut from_server: OwnedReadHalf, mut output: W, escape: bool) -> io::Result<()>
+async fn show_replies<W>(
+    mut from_server: impl AsyncRead + Unpin,
+    mut output: W,
+    escape: bool,
+) -> io::Result<()>
 where
     W: AsyncWrite + Unpin,
 {
     let mut buffer = vec![0; RECEIVE_BUFFER_BYTES];
     let mut shown = Vec::new();
     loop {
-        let n = from_server.read(&mut buffer).await?;
+        let n = match from_server.read(&mut buffer).await {
+            // A TLS server that closes without close_notify has still said all it will say.
+            Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => 0,
+            read => read?,
+        };
         if n == 0 {
             return output.flush().await;
         }

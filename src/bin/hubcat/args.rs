@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use hubcat::access::{Access, AccessRules};
+use hubcat::client::tls::{Verify, parse_fingerprint};
 use hubcat::config::{
     DEFAULT_BUSY_MESSAGE, DEFAULT_CHUNK_BYTES, DEFAULT_DIAL_TIMEOUT, DEFAULT_GRACE, DEFAULT_HOST,
     DEFAULT_MAX_LINE, DEFAULT_PORT, DEFAULT_RELAY_QUEUE_BYTES, DEFAULT_SLOW_TIMEOUT, DEFAULT_UDP_WAIT, Mode,
@@ -273,6 +274,21 @@ pub struct ConnectArgs {
     /// UDP: once the input has ended, wait this long for more replies.
     #[arg(long, value_name = "DURATION", default_value_t = DEFAULT_UDP_WAIT.into())]
     pub wait: humantime::Duration,
+    /// Speak TLS; the server's certificate is verified against the system's roots, name
+    /// included, unless --tls-ca, --tls-fingerprint or --tls-insecure says otherwise.
+    #[arg(long, conflicts_with = "udp")]
+    pub tls: bool,
+    /// Verify the server against the CA certificates in FILE (PEM) instead of the system's.
+    #[arg(long, value_name = "FILE", requires = "tls", conflicts_with_all = ["tls_fingerprint", "tls_insecure"])]
+    pub tls_ca: Option<PathBuf>,
+    /// Accept only the server certificate with this SHA-256 fingerprint (as printed by
+    /// `hubcat serve --tls-self-signed` or `openssl x509 -fingerprint -sha256`); the name is not checked.
+    #[arg(long, value_name = "SHA256", requires = "tls", conflicts_with = "tls_insecure", value_parser = parse_fingerprint)]
+    pub tls_fingerprint: Option<[u8; 32]>,
+    /// Check nothing about the server's certificate: anyone on the path can read and change the
+    /// session. For tests only; never the default.
+    #[arg(long, requires = "tls")]
+    pub tls_insecure: bool,
 }
 
 impl ConnectArgs {
@@ -283,6 +299,16 @@ impl ConnectArgs {
             None => split_host_port(&self.host)
                 .ok_or_else(|| usage_error(format!("missing PORT: give `{} PORT` or HOST:PORT", self.host))),
         }
+    }
+
+    /// How the server's certificate is checked, when --tls is given.
+    pub fn tls(&self) -> Option<Verify> {
+        self.tls.then(|| match (&self.tls_ca, self.tls_fingerprint, self.tls_insecure) {
+            (Some(path), _, _) => Verify::Ca(path.clone()),
+            (_, Some(digest), _) => Verify::Fingerprint(digest),
+            (_, _, true) => Verify::Insecure,
+            _ => Verify::SystemRoots,
+        })
     }
 
     /// The client settings.

@@ -3,6 +3,7 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
+use hubcat::client::tls::Verify;
 use hubcat::client::{self, InputMode, SessionEnd};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -43,12 +44,32 @@ pub async fn connect(args: ConnectArgs) -> ExitCode {
             Err(err) => return fail(err),
         };
         let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| format!("{host}:{port}"));
+        let stream = match args.tls() {
+            Some(verify) => {
+                if verify == Verify::Insecure {
+                    eprintln!(
+                        "hubcat: warning: --tls-insecure: the server's certificate is not checked; \
+                         anyone on the path can read and change this session"
+                    );
+                }
+                match client::tls::handshake(stream, &host, &verify, config.dial_timeout).await {
+                    Ok(tls) => Wire::Tls(Box::new(tls)),
+                    Err(err) => return fail(err),
+                }
+            }
+            None => Wire::Plain(stream),
+        };
+        let transport = if matches!(stream, Wire::Tls(_)) { "tls " } else { transport };
         let Some(mode) =
             input_mode(&mut input, config.name.clone(), args.chat, interactive, &peer, transport).await
         else {
             return ExitCode::SUCCESS;
         };
-        client::tcp_session(stream, input, output, mode, escape).await.map_err(|e| (peer, e))
+        match stream {
+            Wire::Tls(tls) => client::tcp_session(*tls, input, output, mode, escape).await,
+            Wire::Plain(stream) => client::tcp_session(stream, input, output, mode, escape).await,
+        }
+        .map_err(|e| (peer, e))
     };
     match outcome {
         Ok(SessionEnd::Finished) => ExitCode::SUCCESS,
@@ -61,6 +82,12 @@ pub async fn connect(args: ConnectArgs) -> ExitCode {
             fail(format_args!("{transport}session with {peer}: {}", hubcat::error::reason(&err)))
         }
     }
+}
+
+/// The connection a session runs over.
+enum Wire {
+    Plain(tokio::net::TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>),
 }
 
 fn server_ended(what: &str) -> ExitCode {

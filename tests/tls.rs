@@ -1,0 +1,281 @@
+//! `hubcat connect --tls` against real TLS servers on loopback, with certificates made here
+//! (rcgen): verified by default, name checked, unknown CA / wrong name / expired refused with
+//! one line, pinning by fingerprint, `--tls-insecure` loud, and `openssl s_server` as a peer.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{run_hubcat, within};
+use hubcat::client::tls::{certificate_sha256, format_fingerprint};
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+/// A CA, and server certificates it signed, written as PEM files in a temporary directory.
+struct Pki {
+    dir: tempfile::TempDir,
+    ca: CertifiedIssuer<'static, KeyPair>,
+}
+
+/// A server certificate and its key.
+struct Leaf {
+    cert: CertificateDer<'static>,
+    key: KeyPair,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, "hubcat test CA");
+        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("CA");
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("ca.pem"), ca.pem()).expect("write CA");
+        Pki { dir, ca }
+    }
+
+    fn ca_path(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    /// A certificate for `names`, signed by the CA; `expired` puts its validity in the past.
+    fn leaf(&self, names: &[&str], expired: bool) -> Leaf {
+        let mut params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).expect("params");
+        params.distinguished_name.push(DnType::CommonName, names.first().copied().unwrap_or("server"));
+        if expired {
+            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        }
+        let key = KeyPair::generate().expect("key");
+        let cert = params.signed_by(&key, &self.ca).expect("signed").der().clone();
+        Leaf { cert, key }
+    }
+
+    /// Writes a leaf as `NAME.pem` and `NAME.key`; returns the two paths.
+    fn write(&self, name: &str, leaf: &Leaf) -> (PathBuf, PathBuf) {
+        let cert = self.dir.path().join(format!("{name}.pem"));
+        let key = self.dir.path().join(format!("{name}.key"));
+        let pem = pem_block("CERTIFICATE", &leaf.cert);
+        std::fs::write(&cert, pem).expect("write cert");
+        std::fs::write(&key, leaf.key.serialize_pem()).expect("write key");
+        (cert, key)
+    }
+}
+
+fn pem_block(label: &str, der: &[u8]) -> String {
+    use base64::Engine as _;
+    let body = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> =
+        body.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).expect("ascii")).collect();
+    format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", lines.join("\n"))
+}
+
+#[allow(deprecated)] // ring's provider, as hubcat uses
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A TLS server on 127.0.0.1 that answers each client `got: ` and what it sent, then closes.
+async fn tls_server(leaf: &Leaf) -> std::net::SocketAddr {
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf.key.serialize_der()));
+    let config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![leaf.cert.clone()], key)
+        .expect("server config");
+    let acceptor = TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("bound");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(stream).await else { return };
+                let mut got = Vec::new();
+                let _ = tls.read_to_end(&mut got).await;
+                let _ = tls.write_all(b"got: ").await;
+                let _ = tls.write_all(&got).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// `hubcat connect --tls ARGS HOST PORT` with `hello` piped in.
+fn connect(host: &str, addr: std::net::SocketAddr, args: &[&str]) -> std::process::Output {
+    let port = addr.port().to_string();
+    let mut all = vec!["connect", "--tls"];
+    all.extend_from_slice(args);
+    all.extend([host, port.as_str()]);
+    run_hubcat(&all, b"hello\n")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The one `error:` line of a refused connection.
+fn one_error_line(out: &std::process::Output) -> String {
+    assert_eq!(out.status.code(), Some(1), "stderr: {}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    errors[0].to_string()
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("UTF-8 path")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_signed_by_the_given_ca_is_verified_by_name_and_address() {
+    let pki = Pki::new();
+    let addr = tls_server(&pki.leaf(&["localhost", "127.0.0.1"], false)).await;
+    let ca = pki.ca_path();
+    for host in ["localhost", "127.0.0.1"] {
+        let out = within(tokio::task::spawn_blocking({
+            let ca = ca.clone();
+            move || connect(host, addr, &["--tls-ca", path(&ca)])
+        }))
+        .await
+        .expect("client");
+        assert!(out.status.success(), "{host}: {}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), "got: hello\n");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_certificates_are_refused_in_one_line() {
+    let pki = Pki::new();
+    let wrong_name = tls_server(&pki.leaf(&["other.example"], false)).await;
+    let expired = tls_server(&pki.leaf(&["localhost"], true)).await;
+    let ca = pki.ca_path();
+    let cases = [
+        // No --tls-ca: the system's roots do not know this CA.
+        (wrong_name, vec![], "signed by a CA this machine does not trust (pass --tls-ca FILE"),
+        (wrong_name, vec!["--tls-ca", path(&ca)], "not accepted: certificate not valid for name"),
+        (expired, vec!["--tls-ca", path(&ca)], "not accepted: certificate expired"),
+    ];
+    for (addr, args, expected) in cases {
+        let args: Vec<String> = args.into_iter().map(String::from).collect();
+        let out = within(tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            connect("localhost", addr, &args)
+        }))
+        .await
+        .expect("client");
+        let line = one_error_line(&out);
+        assert!(line.contains(expected), "{line}");
+        assert!(out.stdout.is_empty(), "nothing is sent or shown without a verified server");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pinned_fingerprint_replaces_the_ca_and_a_wrong_one_is_refused() {
+    let pki = Pki::new();
+    let leaf = pki.leaf(&["self-signed.invalid"], false);
+    let pin = format_fingerprint(&certificate_sha256(&leaf.cert));
+    let addr = tls_server(&leaf).await;
+    let out = within(tokio::task::spawn_blocking({
+        let pin = pin.clone();
+        move || connect("127.0.0.1", addr, &["--tls-fingerprint", &pin])
+    }))
+    .await
+    .expect("client");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "got: hello\n");
+
+    let wrong = format_fingerprint(&[0xab; 32]);
+    let out = within(tokio::task::spawn_blocking(move || {
+        connect("127.0.0.1", addr, &["--tls-fingerprint", &wrong])
+    }))
+    .await
+    .expect("client");
+    let line = one_error_line(&out);
+    assert!(line.contains(&format!("has SHA-256 fingerprint {pin}, not the pinned AB:AB")), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insecure_is_loud_and_plaintext_ports_are_named() {
+    let pki = Pki::new();
+    let addr = tls_server(&pki.leaf(&["other.example"], true)).await;
+    let out = within(tokio::task::spawn_blocking(move || connect("localhost", addr, &["--tls-insecure"])))
+        .await
+        .expect("client");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "got: hello\n");
+    assert!(text(&out.stderr).contains("warning: --tls-insecure: the server's certificate is not checked"));
+
+    // A TLS client on a plaintext port: one line that says what is wrong.
+    let server = common::ServeProcess::start(&["127.0.0.1", "0"]);
+    let plain = server.addr;
+    let out = within(tokio::task::spawn_blocking(move || {
+        connect("127.0.0.1", plain, &["--tls-insecure", "--timeout", "1s"])
+    }))
+    .await
+    .expect("client");
+    let line = one_error_line(&out);
+    assert!(line.contains("no answer within 1s (is it a plaintext port?)"), "{line}");
+    drop(server);
+}
+
+#[test]
+fn the_options_that_exclude_each_other_are_usage_errors() {
+    let out = run_hubcat(&["connect", "--tls-insecure", "127.0.0.1", "1"], b"");
+    assert_eq!(out.status.code(), Some(2), "--tls-insecure needs --tls");
+    let out = run_hubcat(&["connect", "--tls", "--tls-insecure", "--tls-ca", "x.pem", "127.0.0.1", "1"], b"");
+    assert_eq!(out.status.code(), Some(2));
+    let out = run_hubcat(&["connect", "--tls", "--tls-fingerprint", "AB:CD", "127.0.0.1", "1"], b"");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("is not a SHA-256 fingerprint"));
+}
+
+/// Interoperability: `openssl s_server` with a CA-signed certificate; hubcat verifies it.
+#[test]
+fn hubcat_connect_verifies_openssl_s_server() {
+    if Command::new("openssl").arg("version").stdout(Stdio::null()).status().is_err() {
+        eprintln!("skipped: openssl is not installed");
+        return;
+    }
+    let pki = Pki::new();
+    let (cert, key) = pki.write("server", &pki.leaf(&["localhost"], false));
+    let port =
+        std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+    let mut server = Command::new("openssl")
+        .args(["s_server", "-quiet", "-accept"])
+        .arg(format!("127.0.0.1:{port}"))
+        .args(["-cert", path(&cert), "-key", path(&key)])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl starts");
+    // Wait until it listens.
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let deadline = std::time::Instant::now() + common::LIMIT;
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(std::time::Instant::now() < deadline, "openssl s_server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // s_server serves one client at a time; the probe above was the first.
+    std::thread::sleep(Duration::from_millis(200));
+    let ca = pki.ca_path();
+    let out = connect("localhost", addr, &["--tls-ca", path(&ca)]);
+    let _ = server.kill();
+    let mut received = String::new();
+    if let Some(mut stdout) = server.stdout.take() {
+        let _ = std::io::Read::read_to_string(&mut stdout, &mut received);
+    }
+    let _ = server.wait();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(received.contains("hello"), "openssl s_server got {received:?}");
+}
