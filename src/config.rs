@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::access::Access;
 use crate::output::Style;
+use crate::tls::ServerTls;
 
 /// Host `hubcat serve` listens on when none is given: loopback, so nothing is exposed by default.
 pub const DEFAULT_HOST: &str = "127.0.0.1";
@@ -151,6 +152,9 @@ pub struct ServerSettings {
     pub first_byte_timeout: Option<Duration>,
     /// Who may connect (`--allow`, `--deny`); the handle lets the rules be replaced while serving.
     pub access: Access,
+    /// Speak TLS with every client (`--tls-cert`/`--tls-key` or `--tls-self-signed`); the
+    /// handle lets the certificate be replaced while serving.
+    pub tls: Option<ServerTls>,
 }
 
 impl Default for ServerSettings {
@@ -174,6 +178,7 @@ impl Default for ServerSettings {
             max_duration: None,
             first_byte_timeout: None,
             access: Access::default(),
+            tls: None,
         }
     }
 }

@@ -10,6 +10,7 @@
 //! | [`shutdown`] | the handle that asks a server or client to stop |
 //! | [`framing`] | line splitting with a maximum length, no I/O |
 //! | [`output`] | record formats, escaping, the sink's single writer |
+//! | [`tls`] | rustls pieces both sides use; the server's certificate, replaceable while serving |
 //! | [`server`] | `hubcat serve`: accept loop, connections, drain |
 //! | [`client`] | `hubcat connect`: dial with retries, interactive and piped sessions |
 //! | `bench` | `hubcat bench`: load scenarios against any TCP server on this machine (feature `bench`) |
@@ -29,6 +30,7 @@ pub mod output;
 mod scan;
 pub mod server;
 pub mod shutdown;
+pub mod tls;
 
 pub use config::{ConnectConfig, ServerConfig, ServerSettings};
 pub use error::NetError;

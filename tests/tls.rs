@@ -1,6 +1,9 @@
-//! `hubcat connect --tls` against real TLS servers on loopback, with certificates made here
-//! (rcgen): verified by default, name checked, unknown CA / wrong name / expired refused with
-//! one line, pinning by fingerprint, `--tls-insecure` loud, and `openssl s_server` as a peer.
+//! TLS on loopback with certificates made here (rcgen). `hubcat connect --tls`: verified by
+//! default, name checked, unknown CA / wrong name / expired refused with one line, pinning,
+//! `--tls-insecure` loud, `openssl s_server` as a peer. `hubcat serve --tls-*`: lines, echo and
+//! `openssl s_client` over TLS, self-signed with a printed fingerprint, a plaintext client
+//! told in one line, a stalled handshake cut by --first-byte-timeout, mutual TLS, and a
+//! certificate replaced on SIGHUP while a session stays open.
 
 mod common;
 
@@ -10,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{run_hubcat, within};
-use hubcat::client::tls::{certificate_sha256, format_fingerprint};
+use hubcat::tls::{certificate_sha256, format_fingerprint};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -278,4 +281,213 @@ fn hubcat_connect_verifies_openssl_s_server() {
     let _ = server.wait();
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(received.contains("hello"), "openssl s_server got {received:?}");
+}
+
+/// A tokio-rustls client trusting `ca` (and presenting `identity`, for mutual TLS).
+async fn tls_client(
+    addr: std::net::SocketAddr,
+    ca: &Path,
+    identity: Option<&Leaf>,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in <CertificateDer as rustls::pki_types::pem::PemObject>::pem_file_iter(ca).expect("CA file") {
+        roots.add(cert.expect("a certificate")).expect("a usable CA");
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots);
+    let config = match identity {
+        Some(leaf) => builder
+            .with_client_auth_cert(
+                vec![leaf.cert.clone()],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf.key.serialize_der())),
+            )
+            .expect("client identity"),
+        None => builder.with_no_client_auth(),
+    };
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, stream).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_over_tls_prints_lines_echoes_and_answers_openssl() {
+    let pki = Pki::new();
+    let (cert, key) = pki.write("server", &pki.leaf(&["localhost", "127.0.0.1"], false));
+    let ca = pki.ca_path();
+    let mut server =
+        common::ServeProcess::start(&["127.0.0.1", "0", "--tls-cert", path(&cert), "--tls-key", path(&key)]);
+    let addr = server.addr;
+    let out = within(tokio::task::spawn_blocking({
+        let ca = ca.clone();
+        move || connect("localhost", addr, &["--tls-ca", path(&ca), "--name", "IVO"])
+    }))
+    .await
+    .expect("client");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    server.wait_for_data_containing("IVO says: hello");
+
+    if Command::new("openssl").arg("version").stdout(Stdio::null()).status().is_ok() {
+        let mut client = Command::new("openssl")
+            .args(["s_client", "-quiet", "-verify_return_error", "-CAfile", path(&ca), "-connect"])
+            .arg(addr.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("openssl starts");
+        std::io::Write::write_all(&mut client.stdin.take().expect("stdin"), b"from openssl s_client\n")
+            .expect("sends");
+        server.wait_for_data_containing("from openssl s_client");
+        let _ = client.kill();
+        let _ = client.wait();
+    }
+    let stopped = server.stop();
+    assert!(stopped.status.success());
+    for line in &stopped.stdout {
+        assert!(line.starts_with("127.0.0.1:"), "labelled with the peer like any other client: {line}");
+    }
+
+    let server = common::ServeProcess::start(&[
+        "127.0.0.1",
+        "0",
+        "--mode",
+        "echo",
+        "--tls-cert",
+        path(&cert),
+        "--tls-key",
+        path(&key),
+    ]);
+    let tls = within(tls_client(server.addr, &ca, None)).await.expect("handshake");
+    let (mut reader, mut writer) = tokio::io::split(tls);
+    let payload: Vec<u8> = (0..2 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let sending = {
+        let payload = payload.clone();
+        tokio::spawn(async move {
+            writer.write_all(&payload).await.expect("sends");
+            writer.shutdown().await.expect("close_notify");
+            writer
+        })
+    };
+    let mut echoed = Vec::new();
+    within(reader.read_to_end(&mut echoed)).await.expect("echoed to the end");
+    let _writer = sending.await.expect("sender");
+    assert!(echoed == payload, "every byte back over TLS ({} of {})", echoed.len(), payload.len());
+    assert!(server.stop().status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_self_signed_server_prints_the_fingerprint_clients_pin() {
+    let mut server = common::ServeProcess::start(&["127.0.0.1", "0", "--tls-self-signed"]);
+    // Printed before `listening on`, which the helper has already read past.
+    let line = server.stderr_seen.iter().find(|l| l.contains("SHA-256 fingerprint is ")).cloned();
+    let line = line.unwrap_or_else(|| server.wait_for_event("SHA-256 fingerprint is "));
+    let pin = line.split("fingerprint is ").nth(1).expect("a fingerprint").trim().to_string();
+    let addr = server.addr;
+    let out =
+        within(tokio::task::spawn_blocking(move || connect("127.0.0.1", addr, &["--tls-fingerprint", &pin])))
+            .await
+            .expect("client");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    server.wait_for_data_containing("hello");
+    // Verified by default: without the pin, a self-signed server is refused.
+    let out =
+        within(tokio::task::spawn_blocking(move || connect("127.0.0.1", addr, &[]))).await.expect("client");
+    assert!(one_error_line(&out).contains("does not trust"));
+    assert!(server.stop().status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plaintext_clients_and_stalled_handshakes_cost_one_line_each() {
+    let mut server = common::ServeProcess::start(&[
+        "127.0.0.1",
+        "0",
+        "--tls-self-signed",
+        "--first-byte-timeout",
+        "300ms",
+    ]);
+    let addr = server.addr;
+    let out = within(tokio::task::spawn_blocking(move || {
+        run_hubcat(&["connect", "127.0.0.1", &addr.port().to_string()], b"plain\n")
+    }))
+    .await
+    .expect("client");
+    assert_eq!(text(&out.stdout), "error: this port speaks TLS; connect with TLS (hubcat connect --tls)\n");
+    server.wait_for_event("left: not TLS: it sent plaintext to a TLS port");
+    // A client that opens a connection and never starts the handshake.
+    let _silent = std::net::TcpStream::connect(addr).expect("connects");
+    server.wait_for_event("sent nothing within 300ms (first-byte timeout)");
+    let stopped = server.stop();
+    assert!(stopped.status.success());
+    assert!(stopped.stdout.is_empty(), "nothing a non-TLS client sent is recorded: {:?}", stopped.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_requires_a_client_certificate_from_the_given_ca() {
+    let pki = Pki::new();
+    let (cert, key) = pki.write("server", &pki.leaf(&["localhost"], false));
+    let ca = pki.ca_path();
+    let mut server = common::ServeProcess::start(&[
+        "127.0.0.1",
+        "0",
+        "--tls-cert",
+        path(&cert),
+        "--tls-key",
+        path(&key),
+        "--tls-client-ca",
+        path(&ca),
+    ]);
+    let client_leaf = pki.leaf(&["client.example"], false);
+    let mut tls = within(tls_client(server.addr, &ca, Some(&client_leaf))).await.expect("handshake");
+    tls.write_all(b"with a certificate\n").await.expect("sends");
+    server.wait_for_data_containing("with a certificate");
+    // Without one, the server refuses (TLS 1.3 reports it on the first read).
+    if let Ok(mut anonymous) = within(tls_client(server.addr, &ca, None)).await {
+        let _ = anonymous.write_all(b"anonymous\n").await;
+        let mut rest = Vec::new();
+        let _ = within(anonymous.read_to_end(&mut rest)).await;
+        assert!(rest.is_empty());
+    }
+    server.wait_for_event("TLS failed: peer sent no certificates");
+    drop(tls);
+    let stopped = server.stop();
+    assert!(!stopped.stdout.iter().any(|l| l.contains("anonymous")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_certificate_on_sighup_serves_new_clients_while_a_session_stays() {
+    let pki = Pki::new();
+    let first = pki.leaf(&["localhost"], false);
+    let (cert, key) = pki.write("server", &first);
+    let ca = pki.ca_path();
+    let mut server =
+        common::ServeProcess::start(&["127.0.0.1", "0", "--tls-cert", path(&cert), "--tls-key", path(&key)]);
+    let mut staying = within(tls_client(server.addr, &ca, None)).await.expect("handshake");
+    staying.write_all(b"before\n").await.expect("sends");
+    server.wait_for_data_containing("before");
+
+    let second = pki.leaf(&["localhost"], false);
+    pki.write("server", &second);
+    server.signal("HUP");
+    server.wait_for_event("TLS certificate reloaded");
+    let addr = server.addr;
+    let new_pin = format_fingerprint(&certificate_sha256(&second.cert));
+    let old_pin = format_fingerprint(&certificate_sha256(&first.cert));
+    let out = within(tokio::task::spawn_blocking(move || {
+        connect("127.0.0.1", addr, &["--tls-fingerprint", &new_pin])
+    }))
+    .await
+    .expect("client");
+    assert!(out.status.success(), "new clients get the new certificate: {}", text(&out.stderr));
+    let out = within(tokio::task::spawn_blocking(move || {
+        connect("127.0.0.1", addr, &["--tls-fingerprint", &old_pin])
+    }))
+    .await
+    .expect("client");
+    assert!(one_error_line(&out).contains("not the pinned"));
+    staying.write_all(b"after\n").await.expect("the open session is untouched");
+    server.wait_for_data_containing("after");
+    drop(staying);
+    assert!(server.stop().status.success());
 }

@@ -3,20 +3,21 @@
 //! self-signed server); `--tls-insecure` checks nothing and says so. (ncat's client verifies
 //! nothing unless asked.)
 
-use std::fmt::Write as _;
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
+
+use crate::tls::{certificate_sha256, format_fingerprint, provider};
 
 /// How the server's certificate is checked.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -57,44 +58,6 @@ pub enum TlsError {
         /// Why, in words.
         reason: String,
     },
-}
-
-/// Parses a SHA-256 fingerprint: 64 hex digits, with or without `:` between bytes.
-pub fn parse_fingerprint(text: &str) -> Result<[u8; 32], String> {
-    let hex: String = text.chars().filter(|c| *c != ':').collect();
-    let bad = || format!("{text:?} is not a SHA-256 fingerprint (64 hex digits, `:` allowed)");
-    if hex.len() != 64 || !hex.is_ascii() {
-        return Err(bad());
-    }
-    let mut out = [0; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
-    }
-    Ok(out)
-}
-
-/// `AB:CD:...`, the form `openssl x509 -fingerprint -sha256` prints.
-pub fn format_fingerprint(digest: &[u8]) -> String {
-    let mut out = String::with_capacity(digest.len() * 3);
-    for (i, byte) in digest.iter().enumerate() {
-        let _ = write!(out, "{}{byte:02X}", if i > 0 { ":" } else { "" });
-    }
-    out
-}
-
-/// The SHA-256 of a certificate, as pinned by `--tls-fingerprint`.
-pub fn certificate_sha256(cert: &[u8]) -> [u8; 32] {
-    let digest = ring::digest::digest(&ring::digest::SHA256, cert);
-    let mut out = [0; 32];
-    out.copy_from_slice(digest.as_ref());
-    out
-}
-
-/// rustls with ring: it builds with only a C compiler (aws-lc needs more), at the cost of the
-/// post-quantum key exchange that rustls now marks ring's provider deprecated for.
-#[allow(deprecated)]
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
 }
 
 /// The client settings for `verify`.
@@ -278,22 +241,5 @@ impl ServerCertVerifier for Unchecked {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.algorithms.supported_schemes()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fingerprints_round_trip_with_or_without_colons() {
-        let digest = certificate_sha256(b"not really a certificate");
-        let text = format_fingerprint(&digest);
-        assert_eq!(text.len(), 32 * 3 - 1);
-        assert_eq!(parse_fingerprint(&text), Ok(digest));
-        assert_eq!(parse_fingerprint(&text.replace(':', "").to_lowercase()), Ok(digest));
-        assert!(parse_fingerprint("AB:CD").is_err());
-        assert!(parse_fingerprint(&"zz".repeat(32)).is_err());
-        assert!(parse_fingerprint(&"é".repeat(32)).is_err());
     }
 }

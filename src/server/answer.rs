@@ -5,12 +5,11 @@
 
 use std::task::{Context, Poll};
 
-use tokio::net::TcpStream;
-
 use super::Shared;
 use super::echo::Echo;
 use super::relay::Relay;
 use super::transcript::End;
+use super::wire::Wire;
 use crate::config::Mode;
 
 /// The state of a mode that answers its client.
@@ -71,7 +70,7 @@ impl Answer {
     /// connection (a failed write, or a relay client found too slow).
     pub fn poll_write(
         answer: &mut Option<Box<Answer>>,
-        stream: &TcpStream,
+        wire: &mut Wire<'_>,
         shared: &Shared,
         id: u64,
         cx: &mut Context<'_>,
@@ -79,11 +78,11 @@ impl Answer {
         let idle = match answer.as_deref_mut() {
             None => return Ok(()),
             Some(Answer::Echo(echo)) => {
-                echo.poll_write(stream, cx)?;
+                echo.poll_write(wire, cx)?;
                 !echo.has_unsent()
             }
             Some(Answer::Relay(relay)) => {
-                relay.poll_write(stream, &shared.room, cx)?;
+                relay.poll_write(wire, &shared.room, cx)?;
                 relay.poll_health(shared, id, cx)?;
                 relay.is_idle_outsider()
             }
@@ -98,16 +97,27 @@ impl Answer {
     /// After the connection ended: ready once everything owed is written or cannot be.
     pub fn poll_flush(
         answer: &mut Option<Box<Answer>>,
-        stream: &TcpStream,
+        wire: &mut Wire<'_>,
         shared: &Shared,
         cx: &mut Context<'_>,
     ) -> Poll<()> {
         let written = match answer.as_deref_mut() {
             None => Ok(()),
-            Some(Answer::Echo(echo)) => echo.poll_write(stream, cx),
-            Some(Answer::Relay(relay)) => relay.poll_write(stream, &shared.room, cx),
+            Some(Answer::Echo(echo)) => echo.poll_write(wire, cx),
+            Some(Answer::Relay(relay)) => relay.poll_write(wire, &shared.room, cx),
         };
-        if written.is_err() || !Answer::has_unsent(answer) { Poll::Ready(()) } else { Poll::Pending }
+        if written.is_err() {
+            return Poll::Ready(());
+        }
+        if Answer::has_unsent(answer) {
+            return Poll::Pending;
+        }
+        // TLS may still hold the last records (and the mode's last bytes) for the socket.
+        match wire.poll_write_ready(cx) {
+            Poll::Ready(Ok(())) if wire.has_unsent() => Poll::Pending,
+            Poll::Ready(_) => Poll::Ready(()),
+            Poll::Pending => Poll::Pending,
+        }
     }
 
     /// Ready when the client may be read: its echo has gone out, or its room is not waiting
@@ -129,7 +139,7 @@ impl Answer {
     /// Acts on bytes just read.
     pub fn received(
         answer: &mut Option<Box<Answer>>,
-        stream: &TcpStream,
+        wire: &mut Wire<'_>,
         shared: &Shared,
         id: u64,
         data: &[u8],
@@ -137,10 +147,10 @@ impl Answer {
         match shared.config.mode {
             Mode::Print => Ok(()),
             Mode::Echo => match answer.as_deref_mut() {
-                Some(Answer::Echo(echo)) => echo.received(stream, data),
-                _ => match Echo::write_now(stream, data)? {
+                Some(Answer::Echo(echo)) => echo.received(wire, data),
+                _ => match Echo::write_now(wire, data)? {
                     [] => Ok(()),
-                    rest => Answer::echo(answer).received(stream, rest),
+                    rest => Answer::echo(answer).received(wire, rest),
                 },
             },
             Mode::Broker => {

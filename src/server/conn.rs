@@ -33,6 +33,7 @@ use super::answer::Answer;
 use super::registry::Phase;
 use super::timer::Deadlines;
 use super::transcript::{End, Transcript};
+use super::wire::{TlsReadError, Wire, read_tls};
 use crate::config::{Mode, READ_BUFFER_BYTES, RELAY_FLUSH_LIMIT};
 use crate::output::{Event, Format, Origin, OwnedReservation, Reservation, json_event};
 
@@ -75,6 +76,8 @@ struct Extras {
     deadlines: Option<Deadlines>,
     /// The connection has ended and is sending what it still owes its client, until the limit.
     ending: Option<(End, Pin<Box<Sleep>>)>,
+    /// The TLS session, on a TLS listener.
+    tls: Option<Box<rustls::ServerConnection>>,
 }
 
 impl Connection {
@@ -85,8 +88,16 @@ impl Connection {
             // Answers are small and someone waits for each: do not hold them back (Nagle).
             let _ = stream.set_nodelay(true);
         }
-        let extras = Deadlines::start(&shared.config)
-            .map(|deadlines| Box::new(Extras { deadlines: Some(deadlines), ..Extras::default() }));
+        let deadlines = Deadlines::start(&shared.config);
+        let tls = shared.config.tls.as_ref().and_then(|tls| match tls.accept() {
+            Ok(session) => Some(Box::new(session)),
+            Err(err) => {
+                tracing::warn!("#{id} {peer}: cannot start a TLS session: {err}");
+                None
+            }
+        });
+        let extras = (deadlines.is_some() || tls.is_some())
+            .then(|| Box::new(Extras { deadlines, tls, ..Extras::default() }));
         Connection {
             stream,
             shared,
@@ -132,7 +143,8 @@ impl Connection {
             if let Some(extras) = self.extras.as_mut() {
                 if let Some((_, limit)) = extras.ending.as_mut() {
                     let limit_passed = limit.as_mut().poll(cx).is_ready();
-                    let flushed = Answer::poll_flush(&mut self.answer, &self.stream, &self.shared, cx);
+                    let mut wire = Wire { stream: &self.stream, tls: extras.tls.as_deref_mut() };
+                    let flushed = Answer::poll_flush(&mut self.answer, &mut wire, &self.shared, cx);
                     if limit_passed || !matches!(flushed, Poll::Pending) {
                         let (end, _) = extras.ending.take().expect("checked above");
                         return Poll::Ready(end);
@@ -145,9 +157,17 @@ impl Connection {
                     }
                 }
             }
-            ready!(self.poll_greeting(cx));
+            let mut wire =
+                Wire { stream: &self.stream, tls: self.extras.as_mut().and_then(|e| e.tls.as_deref_mut()) };
+            if wire.has_unsent() {
+                // TLS records the socket did not take at once (a handshake reply, say).
+                if let Poll::Ready(Err(err)) = wire.poll_write_ready(cx) {
+                    return Poll::Ready(End::from_io(err));
+                }
+            }
+            ready!(poll_greeting(&mut wire, &self.shared, &mut self.greeted, self.id, self.peer, cx));
             Answer::greeted(&mut self.answer, &self.shared, self.id);
-            if let Err(end) = Answer::poll_write(&mut self.answer, &self.stream, &self.shared, self.id, cx) {
+            if let Err(end) = Answer::poll_write(&mut self.answer, &mut wire, &self.shared, self.id, cx) {
                 return Poll::Ready(end);
             }
             ready!(Answer::poll_ready_for_input(&self.answer, &self.shared, self.id, cx));
@@ -157,8 +177,13 @@ impl Connection {
                 }
                 continue;
             }
-            if let Err(err) = ready!(self.stream.poll_read_ready(cx)) {
-                return Poll::Ready(End::Failed(err));
+            let tls_buffered = self.extras.as_mut().and_then(|e| e.tls.as_deref_mut()).is_some_and(|tls| {
+                tls.process_new_packets().map_or(true, |state| state.plaintext_bytes_to_read() > 0)
+            });
+            if !tls_buffered {
+                if let Err(err) = ready!(self.stream.poll_read_ready(cx)) {
+                    return Poll::Ready(End::Failed(err));
+                }
             }
             let permit = match ready!(poll_reserve(&mut self.extras, &self.shared, cx)) {
                 Ok(permit) => permit,
@@ -172,20 +197,33 @@ impl Connection {
             let origin = self.origin();
             let (stream, transcript, shared, answer) =
                 (&mut self.stream, &mut self.transcript, &self.shared, &mut self.answer);
+            let mut tls = self.extras.as_mut().and_then(|e| e.tls.as_deref_mut());
             let id = self.id;
             let result: Result<usize, End> = READ_BUFFER.with_borrow_mut(|buffer| {
-                // poll_read, unlike try_read, notes a short read as the socket drained, which
-                // saves a read that would only say "would block".
-                let mut read = ReadBuf::new(&mut buffer[..read_size]);
-                let n = match Pin::new(&mut *stream).poll_read(cx, &mut read) {
-                    Poll::Ready(Ok(())) => read.filled().len(),
-                    Poll::Pending => return Ok(usize::MAX),
-                    Poll::Ready(Err(err)) => return Err(End::from_io(err)),
+                let n = match tls.as_deref_mut() {
+                    Some(tls) => match read_tls(stream, tls, &mut buffer[..read_size]) {
+                        Ok(Some(n)) => n,
+                        Ok(None) => return Ok(usize::MAX),
+                        Err(TlsReadError::Io(err)) => return Err(End::from_io(err)),
+                        Err(TlsReadError::Tls(err)) => return Err(End::Tls(err.to_string())),
+                        Err(TlsReadError::Plaintext) => return Err(End::NotTls),
+                    },
+                    None => {
+                        // poll_read, unlike try_read, notes a short read as the socket drained,
+                        // which saves a read that would only say "would block".
+                        let mut read = ReadBuf::new(&mut buffer[..read_size]);
+                        match Pin::new(&mut *stream).poll_read(cx, &mut read) {
+                            Poll::Ready(Ok(())) => read.filled().len(),
+                            Poll::Pending => return Ok(usize::MAX),
+                            Poll::Ready(Err(err)) => return Err(End::from_io(err)),
+                        }
+                    }
                 };
                 let data = &buffer[..n];
                 if n > 0 {
+                    let mut wire = Wire { stream: &*stream, tls };
                     // Answer first: the client waits for it, the transcript does not.
-                    let answered = Answer::received(answer, stream, shared, id, data);
+                    let answered = Answer::received(answer, &mut wire, shared, id, data);
                     let out = transcript.record(shared, origin, data);
                     if !out.is_empty() {
                         permit.send(out);
@@ -221,7 +259,8 @@ impl Connection {
         Answer::leave(&mut self.answer, &self.shared, self.id, &end);
         let graceful = matches!(end, End::ClosedByClient | End::Quit);
         let extras = self.extras.get_or_insert_default();
-        let owed = graceful && Answer::has_unsent(&self.answer);
+        let tls_owed = extras.tls.as_deref().is_some_and(|tls| tls.wants_write());
+        let owed = graceful && (Answer::has_unsent(&self.answer) || tls_owed);
         extras.ending = Some((end, Box::pin(sleep(RELAY_FLUSH_LIMIT))));
         !owed
     }
@@ -237,37 +276,47 @@ impl Connection {
         self.noticed = true;
         let Some(notice) = self.shared.config.shutdown_notice.as_deref() else { return };
         if self.shared.config.mode == Mode::Print {
-            let _ = socket2::SockRef::from(&self.stream).send(notice);
+            let tls = self.extras.as_mut().and_then(|e| e.tls.as_deref_mut());
+            let _ = Wire { stream: &self.stream, tls }.try_write(notice);
         } else {
             Answer::notice(&mut self.answer, &self.shared, notice);
         }
     }
+}
 
-    /// Writes whatever is left of the greeting and the mode's banner. A client that is already
-    /// gone only loses them: what it sent before leaving is still read.
-    fn poll_greeting(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let greeting = self.shared.config.greeting.as_deref().unwrap_or_default();
-        let banner = Answer::banner(self.shared.config.mode);
-        let total = greeting.len() + banner.len();
-        while (self.greeted as usize) < total {
-            let done = self.greeted as usize;
-            let rest =
-                if done < greeting.len() { &greeting[done..] } else { &banner[done - greeting.len()..] };
-            let written = match ready!(self.stream.poll_write_ready(cx)) {
-                Ok(()) => self.stream.try_write(rest),
-                Err(err) => Err(err),
-            };
-            match written {
-                Ok(n) => self.greeted += n as u32,
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-                Err(err) => {
-                    debug!("#{} {} greeting not sent: {}", self.id, self.peer, crate::error::reason(&err));
-                    self.greeted = total as u32;
+/// Writes whatever is left of the greeting and the mode's banner. A client that is already
+/// gone only loses them: what it sent before leaving is still read.
+fn poll_greeting(
+    wire: &mut Wire<'_>,
+    shared: &Shared,
+    greeted: &mut u32,
+    id: u64,
+    peer: SocketAddr,
+    cx: &mut Context<'_>,
+) -> Poll<()> {
+    let greeting = shared.config.greeting.as_deref().unwrap_or_default();
+    let banner = Answer::banner(shared.config.mode);
+    let total = greeting.len() + banner.len();
+    while (*greeted as usize) < total {
+        let done = *greeted as usize;
+        let rest = if done < greeting.len() { &greeting[done..] } else { &banner[done - greeting.len()..] };
+        // Written first and waited for only when it cannot go: over TLS, a greeting waits in
+        // rustls for the handshake, which only the read side can move on.
+        match wire.try_write(rest) {
+            Ok(n) => *greeted += n as u32,
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                if let Err(err) = ready!(wire.poll_write_ready(cx)) {
+                    debug!("#{id} {peer} greeting not sent: {}", crate::error::reason(&err));
+                    *greeted = total as u32;
                 }
             }
+            Err(err) => {
+                debug!("#{id} {peer} greeting not sent: {}", crate::error::reason(&err));
+                *greeted = total as u32;
+            }
         }
-        Poll::Ready(())
     }
+    Poll::Ready(())
 }
 
 impl Future for Connection {
@@ -277,7 +326,12 @@ impl Future for Connection {
         let this = self.get_mut();
         let end = ready!(this.poll_session(cx));
         Answer::leave(&mut this.answer, &this.shared, this.id, &end);
-        if matches!(end, End::TooSlow) {
+        if matches!(end, End::Tls(_) | End::NotTls) {
+            // The client was told already (an alert, or a plaintext line); nothing more to say.
+        } else if !matches!(end, End::TooSlow) {
+            let tls = this.extras.as_mut().and_then(|e| e.tls.as_deref_mut());
+            Wire { stream: &this.stream, tls }.close();
+        } else {
             // Reset rather than close: a reader that stopped would otherwise keep up to a queue's
             // worth of bytes in the kernel's send buffer until TCP gives up on it.
             let _ = socket2::SockRef::from(&this.stream).set_linger(Some(std::time::Duration::ZERO));
@@ -306,7 +360,7 @@ fn poll_reserve<'a>(
         let permit = ready!(wait.as_mut().poll(cx));
         // Free the box too when it holds nothing else: an idle connection that once had to
         // wait keeps nothing of it.
-        if extras.as_ref().is_some_and(|e| e.deadlines.is_none() && e.ending.is_none()) {
+        if extras.as_ref().is_some_and(|e| e.deadlines.is_none() && e.ending.is_none() && e.tls.is_none()) {
             *extras = None;
         } else if let Some(e) = extras.as_mut() {
             e.capacity = None;

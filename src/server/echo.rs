@@ -6,9 +6,8 @@
 use std::io;
 use std::task::{Context, Poll};
 
-use tokio::net::TcpStream;
-
 use super::transcript::End;
+use super::wire::Wire;
 
 /// Bytes an echo client has not taken back yet.
 #[derive(Debug, Default)]
@@ -20,8 +19,8 @@ pub(super) struct Echo {
 
 impl Echo {
     /// Writes `data` as far as the socket takes it without waiting; returns the rest.
-    pub fn write_now<'a>(stream: &TcpStream, data: &'a [u8]) -> Result<&'a [u8], End> {
-        match stream.try_write(data) {
+    pub fn write_now<'a>(wire: &mut Wire<'_>, data: &'a [u8]) -> Result<&'a [u8], End> {
+        match wire.try_write(data) {
             Ok(n) => Ok(&data[n..]),
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(data),
             Err(err) => Err(End::from_io(err)),
@@ -29,8 +28,8 @@ impl Echo {
     }
 
     /// Echoes `data` behind whatever is still unsent.
-    pub fn received(&mut self, stream: &TcpStream, data: &[u8]) -> Result<(), End> {
-        let rest = if self.has_unsent() { data } else { Echo::write_now(stream, data)? };
+    pub fn received(&mut self, wire: &mut Wire<'_>, data: &[u8]) -> Result<(), End> {
+        let rest = if self.has_unsent() { data } else { Echo::write_now(wire, data)? };
         self.queue(rest);
         Ok(())
     }
@@ -47,14 +46,14 @@ impl Echo {
 
     /// Writes what is unsent as far as the socket takes it; registers for write readiness when
     /// it takes no more.
-    pub fn poll_write(&mut self, stream: &TcpStream, cx: &mut Context<'_>) -> Result<(), End> {
+    pub fn poll_write(&mut self, wire: &mut Wire<'_>, cx: &mut Context<'_>) -> Result<(), End> {
         while self.has_unsent() {
-            match stream.poll_write_ready(cx) {
+            match wire.poll_write_ready(cx) {
                 Poll::Pending => return Ok(()),
                 Poll::Ready(Err(err)) => return Err(End::from_io(err)),
                 Poll::Ready(Ok(())) => {}
             }
-            match stream.try_write(&self.unsent[self.written..]) {
+            match wire.try_write(&self.unsent[self.written..]) {
                 Ok(n) => self.written += n,
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
                 Err(err) => return Err(End::from_io(err)),

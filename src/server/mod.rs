@@ -15,6 +15,7 @@ mod stats;
 mod timer;
 mod transcript;
 mod udp;
+mod wire;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;

@@ -9,7 +9,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tokio::net::TcpStream;
 use tokio::time::{Sleep, sleep_until};
 use tracing::info;
 
@@ -17,6 +16,7 @@ use super::Shared;
 use super::outbox::{Health, Message, Outbox};
 use super::room::Room;
 use super::transcript::End;
+use super::wire::Wire;
 use crate::config::SlowClient;
 use crate::framing::Framer;
 
@@ -105,14 +105,14 @@ impl Relay {
     }
 
     /// Writes the queue to the socket as far as it takes it, several messages per system call.
-    pub fn poll_write(&mut self, stream: &TcpStream, room: &Room, cx: &mut Context<'_>) -> Result<(), End> {
+    pub fn poll_write(&mut self, wire: &mut Wire<'_>, room: &Room, cx: &mut Context<'_>) -> Result<(), End> {
         let limits = room.limits();
         loop {
             self.outbox.take(&mut self.writing, cx.waker());
             if self.writing.is_empty() {
                 return Ok(());
             }
-            match stream.poll_write_ready(cx) {
+            match wire.poll_write_ready(cx) {
                 Poll::Pending => return Ok(()),
                 Poll::Ready(Err(err)) => return Err(End::from_io(err)),
                 Poll::Ready(Ok(())) => {}
@@ -124,7 +124,7 @@ impl Relay {
                 *slot = IoSlice::new(&message[skip..]);
                 count += 1;
             }
-            let written = match stream.try_write_vectored(&slices[..count]) {
+            let written = match wire.try_write_vectored(&slices[..count]) {
                 Ok(0) => return Err(End::from_io(io::ErrorKind::WriteZero.into())),
                 Ok(n) => n,
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,

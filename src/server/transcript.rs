@@ -32,6 +32,10 @@ pub enum End {
     Quit,
     /// A relay client could not keep up with the room and was disconnected.
     TooSlow,
+    /// The TLS session failed (a bad handshake, a certificate refused, a corrupt record).
+    Tls(String),
+    /// A plaintext client on a TLS port; it was told so in plaintext.
+    NotTls,
 }
 
 impl End {
@@ -54,6 +58,8 @@ impl End {
             End::TimedOut(expired) => format!("closed by server: {}", expired.describe()),
             End::Quit => "quit".into(),
             End::TooSlow => "disconnected: too slow to keep up with the room".into(),
+            End::Tls(why) => format!("TLS failed: {why}"),
+            End::NotTls => "not TLS: it sent plaintext to a TLS port (and was told so)".into(),
         }
     }
 }

@@ -5,12 +5,13 @@ use std::path::PathBuf;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use hubcat::access::{Access, AccessRules};
-use hubcat::client::tls::{Verify, parse_fingerprint};
+use hubcat::client::tls::Verify;
 use hubcat::config::{
     DEFAULT_BUSY_MESSAGE, DEFAULT_CHUNK_BYTES, DEFAULT_DIAL_TIMEOUT, DEFAULT_GRACE, DEFAULT_HOST,
     DEFAULT_MAX_LINE, DEFAULT_PORT, DEFAULT_RELAY_QUEUE_BYTES, DEFAULT_SLOW_TIMEOUT, DEFAULT_UDP_WAIT, Mode,
     SlowClient, default_max_conns,
 };
+use hubcat::tls::{ServerTls, TlsSetupError, parse_fingerprint};
 use hubcat::{ConnectConfig, Format, ServerConfig, ServerSettings, Style};
 
 /// A multi-client TCP server and client: see, record or relay what many clients send.
@@ -177,9 +178,43 @@ pub struct ServeArgs {
     /// --deny rules from FILE, one a line, `#` comments; re-read on SIGHUP (repeatable).
     #[arg(long, value_name = "FILE")]
     pub deny_file: Vec<PathBuf>,
+    /// Speak TLS with this certificate chain (PEM; re-read on SIGHUP); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key", conflicts_with_all = ["udp", "tls_self_signed"])]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates signed by a CA in FILE (PEM): mutual TLS.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Speak TLS with a key and certificate made now for HOST, localhost, 127.0.0.1 and ::1;
+    /// its SHA-256 fingerprint is printed for clients to pin (hubcat connect --tls-fingerprint).
+    #[arg(long, conflicts_with = "udp")]
+    pub tls_self_signed: bool,
 }
 
 impl ServeArgs {
+    /// The TLS settings from --tls-cert/--tls-key (files read now), and for
+    /// --tls-self-signed the fingerprint of the certificate made.
+    pub fn server_tls(&self) -> Result<Option<(ServerTls, Option<String>)>, TlsSetupError> {
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            let tls = ServerTls::from_files(cert, key, self.tls_client_ca.as_deref())?;
+            return Ok(Some((tls, None)));
+        }
+        if !self.tls_self_signed {
+            return Ok(None);
+        }
+        let (host, _) = self.host_and_port();
+        let mut names = vec![host.trim_matches(|c| c == '[' || c == ']').to_string()];
+        for name in ["localhost", "127.0.0.1", "::1"] {
+            if !names.iter().any(|n| n == name) {
+                names.push(name.to_string());
+            }
+        }
+        let (tls, fingerprint) = ServerTls::self_signed(&names)?;
+        Ok(Some((tls, Some(fingerprint))))
+    }
+
     /// The --allow/--deny rules, files read now.
     pub fn access_rules(&self) -> Result<AccessRules, hubcat::access::RuleError> {
         AccessRules::load(&self.allow, &self.deny, &self.allow_file, &self.deny_file)
@@ -197,7 +232,7 @@ impl ServeArgs {
     }
 
     /// The validated server settings; `open_files` is the process's descriptor limit.
-    pub fn config(&self, open_files: usize) -> Result<ServerConfig, clap::Error> {
+    pub fn config(&self, open_files: usize, tls: Option<ServerTls>) -> Result<ServerConfig, clap::Error> {
         let line = |text: &str| format!("{text}\n").into_bytes();
         let grace: std::time::Duration = self.grace.into();
         let notice = match &self.shutdown_notice {
@@ -234,6 +269,7 @@ impl ServeArgs {
             max_duration: self.max_duration.map(Into::into),
             first_byte_timeout: self.first_byte_timeout.map(Into::into),
             access: Access::new(self.access_rules().map_err(usage_error)?),
+            tls,
         };
         let config = ServerConfig::new(settings).map_err(usage_error)?;
         if self.udp && matches!(config.mode, Mode::Chat | Mode::Broker) {

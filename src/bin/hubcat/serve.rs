@@ -7,6 +7,7 @@ use hubcat::addr::{bind_tcp, bind_udp, resolve};
 use hubcat::config::default_max_conns;
 use hubcat::output::SinkError;
 use hubcat::server::{self, ServeError};
+use hubcat::tls::ServerTls;
 use hubcat::{Shutdown, Sink, Target};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
@@ -19,7 +20,15 @@ pub async fn serve(args: ServeArgs) -> ExitCode {
     // Each connection is a descriptor: take the most the system allows this process.
     let open_files =
         rlimit::increase_nofile_limit(u64::MAX).map_or(1024, |n| usize::try_from(n).unwrap_or(usize::MAX));
-    let config = match args.config(open_files) {
+    let tls = match args.server_tls() {
+        Ok(tls) => tls,
+        Err(err) => return fail(err),
+    };
+    if let Some((_, Some(fingerprint))) = &tls {
+        info!("TLS with a self-signed certificate; its SHA-256 fingerprint is {fingerprint}");
+        info!("clients connect with: hubcat connect --tls --tls-fingerprint {fingerprint} HOST PORT");
+    }
+    let config = match args.config(open_files, tls.map(|(tls, _)| tls)) {
         Ok(config) => config,
         Err(err) => err.exit(),
     };
@@ -50,7 +59,7 @@ pub async fn serve(args: ServeArgs) -> ExitCode {
     if let Err(err) = watch_signals(shutdown.clone()) {
         return fail(format_args!("cannot install signal handlers: {err}"));
     }
-    if let Err(err) = reload_on_hangup(args.clone(), config.access.clone()) {
+    if let Err(err) = reload_on_hangup(args.clone(), config.access.clone(), config.tls.clone()) {
         return fail(format_args!("cannot install the SIGHUP handler: {err}"));
     }
     let result = if args.udp {
@@ -108,10 +117,22 @@ fn into_tokio<S, T>(
 
 /// SIGHUP: read the --allow/--deny rules and their files again; connections already open stay.
 /// A file that no longer reads keeps the rules in force, with a warning.
-fn reload_on_hangup(args: ServeArgs, access: Access) -> std::io::Result<()> {
+fn reload_on_hangup(args: ServeArgs, access: Access, tls: Option<ServerTls>) -> std::io::Result<()> {
     let mut hangup = signal(SignalKind::hangup())?;
     tokio::spawn(async move {
         while hangup.recv().await.is_some() {
+            if let (Some(tls), Some(_)) = (&tls, &args.tls_cert) {
+                match args.server_tls() {
+                    Ok(Some((new, _))) => {
+                        tls.replace(&new);
+                        info!(
+                            "SIGHUP: TLS certificate reloaded; new clients get it, open sessions keep theirs"
+                        );
+                    }
+                    Ok(None) => {}
+                    Err(err) => warn!("SIGHUP: keeping the TLS certificate in use: {err}"),
+                }
+            }
             match args.access_rules() {
                 Ok(rules) => {
                     info!("SIGHUP: access rules reloaded ({rules})");
