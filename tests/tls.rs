@@ -218,17 +218,30 @@ async fn insecure_is_loud_and_plaintext_ports_are_named() {
     assert_eq!(text(&out.stdout), "got: hello\n");
     assert!(text(&out.stderr).contains("warning: --tls-insecure: the server's certificate is not checked"));
 
-    // A TLS client on a plaintext port: one line that says what is wrong.
-    let server = common::ServeProcess::start(&["127.0.0.1", "0"]);
+    // A TLS client on a hubcat plaintext port: the server closes at once, records nothing,
+    // and says why; the client says what is wrong, both in one line.
+    let mut server = common::ServeProcess::start(&["127.0.0.1", "0"]);
     let plain = server.addr;
+    let out = within(tokio::task::spawn_blocking(move || connect("127.0.0.1", plain, &["--tls-insecure"])))
+        .await
+        .expect("client");
+    let line = one_error_line(&out);
+    assert!(line.contains("closed the connection during the handshake (is it a plaintext port?)"), "{line}");
+    server.wait_for_event("closed: a TLS client on a plaintext port");
+    let stopped = server.stop();
+    assert!(stopped.stdout.is_empty(), "the hello is not recorded as data: {:?}", stopped.stdout);
+
+    // A plaintext server that never answers: the handshake gives up after --timeout.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = silent.local_addr().expect("addr");
     let out = within(tokio::task::spawn_blocking(move || {
-        connect("127.0.0.1", plain, &["--tls-insecure", "--timeout", "1s"])
+        connect("127.0.0.1", addr, &["--tls-insecure", "--timeout", "1s"])
     }))
     .await
     .expect("client");
     let line = one_error_line(&out);
     assert!(line.contains("no answer within 1s (is it a plaintext port?)"), "{line}");
-    drop(server);
+    drop(silent);
 }
 
 #[test]
@@ -431,6 +444,8 @@ async fn mutual_tls_requires_a_client_certificate_from_the_given_ca() {
     let mut server = common::ServeProcess::start(&[
         "127.0.0.1",
         "0",
+        "--format",
+        "json",
         "--tls-cert",
         path(&cert),
         "--tls-key",
@@ -442,6 +457,10 @@ async fn mutual_tls_requires_a_client_certificate_from_the_given_ca() {
     let mut tls = within(tls_client(server.addr, &ca, Some(&client_leaf))).await.expect("handshake");
     tls.write_all(b"with a certificate\n").await.expect("sends");
     server.wait_for_data_containing("with a certificate");
+    server.wait_for_event("TLS: TLSv1_3, client certificate CN=client.example");
+    let record = server.data_seen.iter().find(|l| l.contains("\"event\":\"tls\"")).expect("a tls record");
+    let record: serde_json::Value = serde_json::from_str(record).expect("JSON");
+    assert_eq!(record["subject"], "CN=client.example");
     // Without one, the server refuses (TLS 1.3 reports it on the first read).
     if let Ok(mut anonymous) = within(tls_client(server.addr, &ca, None)).await {
         let _ = anonymous.write_all(b"anonymous\n").await;
@@ -490,4 +509,75 @@ async fn a_new_certificate_on_sighup_serves_new_clients_while_a_session_stays() 
     server.wait_for_data_containing("after");
     drop(staying);
     assert!(server.stop().status.success());
+}
+
+fn have(program: &str) -> bool {
+    Command::new(program).arg("-h").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
+}
+
+/// Interoperability: `ncat --ssl` as a client of `hubcat serve`, `socat OPENSSL-LISTEN` as a
+/// server for `hubcat connect --tls`.
+#[test]
+fn ncat_and_socat_speak_tls_with_hubcat() {
+    let pki = Pki::new();
+    let (cert, key) = pki.write("server", &pki.leaf(&["localhost"], false));
+    if have("ncat") {
+        let mut server = common::ServeProcess::start(&[
+            "127.0.0.1",
+            "0",
+            "--tls-cert",
+            path(&cert),
+            "--tls-key",
+            path(&key),
+        ]);
+        let mut ncat = Command::new("ncat")
+            .args(["--ssl", "--send-only", "127.0.0.1"])
+            .arg(server.addr.port().to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ncat starts");
+        std::io::Write::write_all(&mut ncat.stdin.take().expect("stdin"), b"from ncat --ssl\n")
+            .expect("sends");
+        server.wait_for_data_containing("from ncat --ssl");
+        let _ = common::wait_with_limit(&mut ncat);
+        assert!(server.stop().status.success());
+    } else {
+        eprintln!("skipped ncat: not installed");
+    }
+    if have("socat") {
+        let port =
+            std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+        let listen = format!(
+            "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,verify=0,cert={},key={}",
+            path(&cert),
+            path(&key)
+        );
+        let server = Command::new("socat")
+            .args(["-u", &listen, "STDOUT"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("socat starts");
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let deadline = std::time::Instant::now() + common::LIMIT;
+        let ca = pki.ca_path();
+        // socat listens a moment after it starts; a refused dial is retried.
+        let out = loop {
+            let out = connect("localhost", addr, &["--tls-ca", path(&ca), "--retry", "5"]);
+            if out.status.success() || std::time::Instant::now() > deadline {
+                break out;
+            }
+        };
+        let mut server = server;
+        if !out.status.success() {
+            let _ = server.kill();
+        }
+        let output = server.wait_with_output().expect("socat ends with the connection");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(text(&output.stdout), "hello\n");
+    } else {
+        eprintln!("skipped socat: not installed");
+    }
 }

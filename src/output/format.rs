@@ -228,6 +228,11 @@ fn is_printable_ascii(line: &[u8]) -> bool {
 pub(crate) enum Event<'a> {
     /// A client connected.
     Connect,
+    /// A TLS client finished its handshake; `subject` names its certificate (mutual TLS).
+    Tls {
+        /// The subject of the client's certificate, empty without one.
+        subject: &'a str,
+    },
     /// A client was turned away at a cap.
     Refused {
         /// Which cap.
@@ -248,6 +253,11 @@ pub(crate) enum Event<'a> {
 pub(crate) fn json_event(out: &mut Vec<u8>, origin: Origin, event: Event<'_>) {
     match event {
         Event::Connect => json_head(out, origin, "connect"),
+        Event::Tls { subject } => {
+            json_head(out, origin, "tls");
+            out.extend_from_slice(b",\"subject\":");
+            let _ = serde_json::to_writer(&mut *out, subject);
+        }
         Event::Refused { reason } => {
             json_head(out, origin, "refused");
             out.extend_from_slice(b",\"reason\":");

@@ -78,6 +78,8 @@ struct Extras {
     ending: Option<(End, Pin<Box<Sleep>>)>,
     /// The TLS session, on a TLS listener.
     tls: Option<Box<rustls::ServerConnection>>,
+    /// The finished handshake was reported.
+    tls_reported: bool,
 }
 
 impl Connection {
@@ -197,7 +199,11 @@ impl Connection {
             let origin = self.origin();
             let (stream, transcript, shared, answer) =
                 (&mut self.stream, &mut self.transcript, &self.shared, &mut self.answer);
-            let mut tls = self.extras.as_mut().and_then(|e| e.tls.as_deref_mut());
+            let mut no_report = true;
+            let (mut tls, tls_reported) = match self.extras.as_deref_mut() {
+                Some(Extras { tls: Some(tls), tls_reported, .. }) => (Some(&mut **tls), tls_reported),
+                _ => (None, &mut no_report),
+            };
             let id = self.id;
             let result: Result<usize, End> = READ_BUFFER.with_borrow_mut(|buffer| {
                 let n = match tls.as_deref_mut() {
@@ -220,6 +226,13 @@ impl Connection {
                     }
                 };
                 let data = &buffer[..n];
+                if transcript.is_empty() && tls.is_none() && is_tls_client_hello(data) {
+                    return Err(End::TlsOnPlaintext);
+                }
+                if n > 0 && !*tls_reported {
+                    *tls_reported = true;
+                    report_tls(shared, origin, tls.as_deref());
+                }
                 if n > 0 {
                     let mut wire = Wire { stream: &*stream, tls };
                     // Answer first: the client waits for it, the transcript does not.
@@ -281,6 +294,36 @@ impl Connection {
         } else {
             Answer::notice(&mut self.answer, &self.shared, notice);
         }
+    }
+}
+
+/// True for the first bytes of a TLS ClientHello: a handshake record (22), version 3.x, and a
+/// ClientHello message (1). A line of text never starts so.
+fn is_tls_client_hello(data: &[u8]) -> bool {
+    matches!(data, [22, 3, 0..=4, _, _, 1, ..])
+}
+
+/// Logs a finished TLS handshake (and records it, in JSON): the protocol, and the subject of
+/// the client's certificate under mutual TLS.
+fn report_tls(shared: &Shared, origin: Origin, tls: Option<&rustls::ServerConnection>) {
+    let Some(tls) = tls else { return };
+    let subject = tls
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(|cert| x509_parser::parse_x509_certificate(cert).ok())
+        .map(|(_, cert)| cert.subject().to_string())
+        .unwrap_or_default();
+    let version = tls.protocol_version().map(|v| format!("{v:?}")).unwrap_or_default();
+    let id = origin.conn.unwrap_or(0);
+    if subject.is_empty() {
+        info!("#{id} {} TLS: {version}", origin.peer);
+    } else {
+        info!("#{id} {} TLS: {version}, client certificate {subject}", origin.peer);
+    }
+    if shared.config.style.format == Format::Json {
+        let mut out = Vec::new();
+        json_event(&mut out, origin, Event::Tls { subject: &subject });
+        let _ = shared.records.try_send(out);
     }
 }
 

@@ -36,6 +36,8 @@ pub enum End {
     Tls(String),
     /// A plaintext client on a TLS port; it was told so in plaintext.
     NotTls,
+    /// A TLS client on a plaintext port: its hello is not recorded as data.
+    TlsOnPlaintext,
 }
 
 impl End {
@@ -60,6 +62,9 @@ impl End {
             End::TooSlow => "disconnected: too slow to keep up with the room".into(),
             End::Tls(why) => format!("TLS failed: {why}"),
             End::NotTls => "not TLS: it sent plaintext to a TLS port (and was told so)".into(),
+            End::TlsOnPlaintext => {
+                "closed: a TLS client on a plaintext port (serve with --tls-cert/--tls-key or --tls-self-signed)".into()
+            }
         }
     }
 }
@@ -76,6 +81,11 @@ pub struct Transcript {
 }
 
 impl Transcript {
+    /// True until the client has sent something.
+    pub fn is_empty(&self) -> bool {
+        self.received == 0
+    }
+
     /// Turns one read into records; the buffer is empty when the read completed none.
     pub fn record(&mut self, shared: &Shared, origin: Origin, data: &[u8]) -> Vec<u8> {
         let config = &shared.config;
