@@ -158,8 +158,12 @@ impl ServerTls {
             }
             None => builder.with_no_client_auth(),
         };
-        let config =
+        let mut config =
             builder.with_single_cert(chain, key).map_err(|e| TlsSetupError::Rustls(e.to_string()))?;
+        // No session tickets after the handshake: a client that sends and closes without ever
+        // reading (`ncat --send-only`, a log shipper) would otherwise leave them unread, and its
+        // kernel's reset would discard the last lines it sent before the server read them.
+        config.send_tls13_tickets = 0;
         Ok(ServerTls { config: Arc::new(RwLock::new(Arc::new(config))) })
     }
 

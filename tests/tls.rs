@@ -581,3 +581,23 @@ fn ncat_and_socat_speak_tls_with_hubcat() {
         eprintln!("skipped socat: not installed");
     }
 }
+
+/// A TLS client that sends and closes without ever reading loses nothing: the server sends no
+/// session tickets it would leave unread (and its kernel would answer the close with a reset).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_loses_none_of_its_lines() {
+    let pki = Pki::new();
+    let (cert, key) = pki.write("server", &pki.leaf(&["localhost"], false));
+    let ca = pki.ca_path();
+    let mut server =
+        common::ServeProcess::start(&["127.0.0.1", "0", "--tls-cert", path(&cert), "--tls-key", path(&key)]);
+    let lines = 100_000;
+    let mut tls = within(tls_client(server.addr, &ca, None)).await.expect("handshake");
+    let payload: Vec<u8> = (0..lines).flat_map(|i| format!("line {i:06}\n").into_bytes()).collect();
+    within(tls.write_all(&payload)).await.expect("sends");
+    within(tls.shutdown()).await.expect("close_notify");
+    drop(tls);
+    server.wait_for_data(lines);
+    assert!(server.data_seen.last().is_some_and(|l| l.ends_with(&format!("line {:06}", lines - 1))));
+    assert!(server.stop().status.success());
+}

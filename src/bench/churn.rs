@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::task::JoinSet;
 
-use super::{BenchError, Metric, UnderTest, connect, progress, seconds};
+use super::{BenchError, Metric, UnderTest, progress, seconds};
 
 /// How long to wait for the next line while the server prints the last clients' lines.
 const PRINT_STALL: Duration = Duration::from_secs(3);
@@ -27,8 +27,8 @@ pub(super) async fn run(
     let start = Instant::now();
     let mut workers = JoinSet::new();
     for _ in 0..concurrency.clamp(1, conns.max(1)) {
-        let (next, failed, bar, addr) =
-            (Arc::clone(&next), Arc::clone(&failed), bar.clone(), under_test.addr);
+        let (next, failed, bar, dialer) =
+            (Arc::clone(&next), Arc::clone(&failed), bar.clone(), under_test.dialer.clone());
         workers.spawn(async move {
             loop {
                 let index = next.fetch_add(1, Ordering::Relaxed);
@@ -36,9 +36,9 @@ pub(super) async fn run(
                     return;
                 }
                 let sent = async {
-                    let mut stream = connect(index, addr).await?;
+                    let mut stream = dialer.connect(index).await?;
                     stream.write_all(format!("churn {index}\n").as_bytes()).await?;
-                    stream.shutdown().await
+                    stream.finish().await
                 };
                 if sent.await.is_err() {
                     failed.fetch_add(1, Ordering::Relaxed);

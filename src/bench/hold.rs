@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::{BenchError, Metric, UnderTest, connect, progress, seconds};
+use super::dial::Conn;
+use super::{BenchError, Metric, UnderTest, progress, seconds};
 
 /// Connection attempts in flight at once (keeps the server's accept queue from overflowing).
 const CONNECTS_IN_FLIGHT: usize = 256;
@@ -27,7 +27,7 @@ pub(super) async fn run(
     settle: Duration,
     limit: Duration,
 ) -> Result<Vec<Metric>, BenchError> {
-    let addr = under_test.addr;
+    let dialer = under_test.dialer.clone();
     warm_up(under_test, settle).await?;
     let baseline = under_test.spawned.as_ref().map(|s| s.pss_bytes());
     let printed_before = under_test.spawned.as_ref().map_or(0, |s| s.lines());
@@ -36,10 +36,10 @@ pub(super) async fn run(
     let gate = Arc::new(Semaphore::new(CONNECTS_IN_FLIGHT));
     let mut opening = JoinSet::new();
     for index in 0..conns {
-        let (gate, bar) = (Arc::clone(&gate), bar.clone());
+        let (gate, bar, dialer) = (Arc::clone(&gate), bar.clone(), dialer.clone());
         opening.spawn(async move {
             let _slot = gate.acquire_owned().await;
-            let mut stream = connect(index, addr).await?;
+            let mut stream = dialer.connect(index).await?;
             stream.write_all(format!("hold {index}\n").as_bytes()).await?;
             bar.inc(1);
             io::Result::Ok(stream)
@@ -101,7 +101,7 @@ pub(super) async fn run(
 async fn warm_up(under_test: &mut UnderTest, settle: Duration) -> Result<(), BenchError> {
     let printed_before = under_test.spawned.as_ref().map_or(0, |s| s.lines());
     for index in 0..WARM_UP_CLIENTS {
-        let mut stream = connect(index, under_test.addr).await?;
+        let mut stream = under_test.dialer.connect(index).await?;
         stream.write_all(format!("warm-up {index}\n").as_bytes()).await?;
     }
     if let Some(spawned) = under_test.spawned.as_mut() {
@@ -112,9 +112,9 @@ async fn warm_up(under_test: &mut UnderTest, settle: Duration) -> Result<(), Ben
 }
 
 /// True while the server has neither closed nor reset the connection.
-fn is_open(stream: &TcpStream) -> bool {
+fn is_open(stream: &Conn) -> bool {
     let mut byte = [0; 1];
-    match stream.try_read(&mut byte) {
+    match stream.tcp().try_read(&mut byte) {
         Ok(0) => false,
         Ok(_) => true, // it sent something (a greeting): still open
         Err(err) => err.kind() == io::ErrorKind::WouldBlock,
@@ -126,7 +126,7 @@ fn is_open(stream: &TcpStream) -> bool {
 async fn probe(under_test: &mut UnderTest, index: usize) -> Metric {
     let start = Instant::now();
     let printed_before = under_test.spawned.as_ref().map_or(0, |s| s.lines());
-    let Ok(Ok(mut stream)) = tokio::time::timeout(PROBE_LIMIT, connect(index, under_test.addr)).await else {
+    let Ok(Ok(mut stream)) = tokio::time::timeout(PROBE_LIMIT, under_test.dialer.connect(index)).await else {
         return Metric::new("new_client_served_in", f64::NAN, "ms");
     };
     if stream.write_all(b"probe\n").await.is_err() {

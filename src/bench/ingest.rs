@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::task::JoinSet;
 
-use super::{BenchError, Metric, UnderTest, connect, progress, seconds};
+use super::{BenchError, Metric, UnderTest, progress, seconds};
 
 /// Bytes written per call: whole lines, about 64 KiB.
 const BLOCK_BYTES: usize = 64 * 1024;
@@ -34,7 +34,9 @@ pub(super) async fn run(
     // server's accept queue copes with a connection storm (ncat's holds 10).
     let mut streams = Vec::with_capacity(clients);
     for index in 0..clients {
-        let stream = connect(index, under_test.addr)
+        let stream = under_test
+            .dialer
+            .connect(index)
             .await
             .map_err(|e| BenchError::Server(format!("client {index} could not connect: {e}")))?;
         streams.push(stream);
@@ -52,7 +54,7 @@ pub(super) async fn run(
                 bar.inc(bytes.len() as u64);
                 left -= n;
             }
-            stream.shutdown().await
+            stream.finish().await
         });
     }
     while let Some(sent) = senders.join_next().await {

@@ -2,6 +2,7 @@
 //! for Redis. Every run is bounded in count and time, and talks to loopback only.
 
 mod churn;
+mod dial;
 mod echo;
 mod fanout;
 mod hold;
@@ -10,12 +11,13 @@ mod procfs;
 mod report;
 mod spawn;
 
+use dial::connect;
+
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use tokio::net::{TcpSocket, TcpStream};
 
 pub use fanout::Fanout;
 pub use report::{Metric, Report};
@@ -94,6 +96,8 @@ pub struct BenchConfig {
     pub scenario: Scenario,
     /// Upper bound on the whole run.
     pub time_limit: Duration,
+    /// Clients speak TLS (ingest, hold and churn; the certificate is not checked).
+    pub tls: bool,
 }
 
 /// Why a bench run could not complete.
@@ -117,6 +121,8 @@ pub enum BenchError {
 pub struct UnderTest {
     /// Where clients connect.
     pub addr: SocketAddr,
+    /// How clients connect.
+    dialer: dial::Dialer,
     /// The process, when bench started it.
     pub spawned: Option<Spawned>,
 }
@@ -126,12 +132,21 @@ pub async fn run(config: BenchConfig) -> Result<Report, BenchError> {
     // Every held or churned connection is a descriptor here too.
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     let mut under_test = match &config.server {
-        Server::At(addr) => UnderTest { addr: *addr, spawned: None },
+        Server::At(addr) => {
+            UnderTest { addr: *addr, dialer: dial::Dialer::new(*addr, config.tls)?, spawned: None }
+        }
         Server::Spawn(command) => {
             let spawned = Spawned::start(command).await?;
-            UnderTest { addr: spawned.addr, spawned: Some(spawned) }
+            UnderTest {
+                addr: spawned.addr,
+                dialer: dial::Dialer::new(spawned.addr, config.tls)?,
+                spawned: Some(spawned),
+            }
         }
     };
+    if config.tls && matches!(config.scenario, Scenario::Echo { .. } | Scenario::Fanout(_)) {
+        return Err(BenchError::Usage("--tls works with ingest, hold and churn".into()));
+    }
     let target = match &config.server {
         Server::At(addr) => addr.to_string(),
         Server::Spawn(command) => command.clone(),
@@ -159,28 +174,6 @@ pub async fn run(config: BenchConfig) -> Result<Report, BenchError> {
         BenchError::Server(format!("the run did not finish within {}", humantime::format_duration(limit)))
     })??;
     Ok(Report { scenario: config.scenario.name(), target, metrics })
-}
-
-/// Client `index`'s source address: spread over 127.0.0.2-127.0.0.254 when the target is IPv4
-/// loopback, so thousands of connections never run out of local ports.
-fn source_for(index: usize, target: SocketAddr) -> Option<SocketAddr> {
-    match target.ip() {
-        IpAddr::V4(ip) if ip.is_loopback() => {
-            let last = 2 + (index % 253) as u8;
-            Some(SocketAddr::new(Ipv4Addr::new(127, 0, 0, last).into(), 0))
-        }
-        _ => None,
-    }
-}
-
-/// Connects client `index` to `target` from its spread-out source address.
-async fn connect(index: usize, target: SocketAddr) -> io::Result<TcpStream> {
-    let Some(source) = source_for(index, target) else {
-        return TcpStream::connect(target).await;
-    };
-    let socket = TcpSocket::new_v4()?;
-    socket.bind(source)?;
-    socket.connect(target).await
 }
 
 /// A progress bar on stderr, hidden when stderr is not a terminal.

@@ -90,6 +90,11 @@ pub(super) fn read_tls(
             Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => return Ok(Some(0)),
             Err(err) => return Err(err.into()),
         }
+        // Records already read may wait undecrypted while rustls's plaintext buffer was full.
+        match tls.process_new_packets() {
+            Ok(state) if state.plaintext_bytes_to_read() > 0 => continue,
+            _ => {}
+        }
         match tls.read_tls(&mut Socket(stream)) {
             Ok(_) => {}
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(None),

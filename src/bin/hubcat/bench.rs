@@ -135,6 +135,9 @@ pub struct BenchCommon {
     /// Give up if the run takes longer than this.
     #[arg(long, value_name = "DURATION", default_value_t = Duration::from_secs(120).into())]
     pub time_limit: humantime::Duration,
+    /// Clients speak TLS (ingest, hold, churn); the server's certificate is not checked.
+    #[arg(long)]
+    pub tls: bool,
 }
 
 impl ScenarioArgs {
@@ -178,6 +181,6 @@ impl ScenarioArgs {
                 Scenario::Fanout(Fanout { clients, senders, messages, rate, bytes, stalled })
             }
         };
-        Ok(BenchConfig { server, scenario, time_limit: common.time_limit.into() })
+        Ok(BenchConfig { server, scenario, time_limit: common.time_limit.into(), tls: common.tls })
     }
 }
