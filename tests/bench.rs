@@ -81,3 +81,17 @@ fn fanout_delivers_every_message_to_every_other_client() {
     assert_eq!(metric(&report, "lost"), 0.0);
     assert!(metric(&report, "p99") >= metric(&report, "p50"));
 }
+
+#[test]
+fn tls_clients_for_ingest_hold_and_churn() {
+    let tls = server("--tls-self-signed");
+    let report = bench(&["ingest", "--tls", "--clients", "3", "--lines", "500", "--spawn", &tls]);
+    assert!(metric(&report, "throughput") > 0.0);
+    let report = bench(&["churn", "--tls", "--conns", "30", "--concurrency", "3", "--spawn", &tls]);
+    assert_eq!(metric(&report, "failed"), 0.0);
+    assert_eq!(metric(&report, "lines_lost"), 0.0);
+    let report = bench(&["hold", "--tls", "--conns", "10", "--settle", "10ms", "--spawn", &tls]);
+    assert_eq!(metric(&report, "lines_printed"), 10.0);
+    let out = run_hubcat(&["bench", "echo", "--tls", "--spawn", &tls], b"");
+    assert_eq!(out.status.code(), Some(1), "--tls is refused where it does not apply");
+}
