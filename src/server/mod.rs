@@ -1,5 +1,14 @@
 //! `hubcat serve`: accept clients on bound listeners, one task per connection, records to one
 //! sink; on shutdown stop accepting, drain connections within the grace period, flush, summarise.
+//!
+//! | file | owns |
+//! |---|---|
+//! | `accept` | the accept loop: access rules, rate, caps, backoff, the reserve descriptor |
+//! | `conn` | one connection's life, the same in every mode (the hand-written future) |
+//! | `wire` | a connection's bytes on the socket, plain or through TLS (rustls, sans-IO) |
+//! | `answer` | what a mode writes back: dispatch to `echo` or `relay` |
+//! | `relay`, `outbox`, `room`, `chat` | a relay client's own side; its queue and health; the room and its gate; chat lines |
+//! | `registry`, `timer`, `transcript`, `stats`, `rate` | slots and phase; deadlines; records and close reasons; counters; connects per address |
 
 mod accept;
 mod answer;
