@@ -601,3 +601,54 @@ async fn a_client_that_never_reads_loses_none_of_its_lines() {
     assert!(server.data_seen.last().is_some_and(|l| l.ends_with(&format!("line {:06}", lines - 1))));
     assert!(server.stop().status.success());
 }
+
+/// The relay modes over TLS: a chat line and broker bytes reach the other TLS client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_and_broker_relay_between_tls_clients() {
+    let pki = Pki::new();
+    let (cert, key) = pki.write("server", &pki.leaf(&["localhost"], false));
+    let ca = pki.ca_path();
+    for mode in ["chat", "broker"] {
+        let server = common::ServeProcess::start(&[
+            "127.0.0.1",
+            "0",
+            "--mode",
+            mode,
+            "--tls-cert",
+            path(&cert),
+            "--tls-key",
+            path(&key),
+        ]);
+        let mut a = within(tls_client(server.addr, &ca, None)).await.expect("handshake");
+        let mut b = within(tls_client(server.addr, &ca, None)).await.expect("handshake");
+        let mut heard = Vec::new();
+        if mode == "chat" {
+            a.write_all(b"alice\n").await.expect("nick");
+            // Alice is welcomed before Bob joins, so she hears him join: both are in the room.
+            for (wanted, joining) in [("* welcome, alice", Some(&mut b)), ("* bob joined\n", None)] {
+                while !String::from_utf8_lossy(&heard).contains(wanted) {
+                    let mut buf = [0; 1024];
+                    let n = within(a.read(&mut buf)).await.expect("reads");
+                    assert!(n > 0, "closed");
+                    heard.extend_from_slice(&buf[..n]);
+                }
+                if let Some(b) = joining {
+                    b.write_all(b"bob\n").await.expect("nick");
+                }
+            }
+        } else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        b.write_all(b"over tls\n").await.expect("sends");
+        let expected = if mode == "chat" { "<bob> over tls\n" } else { "over tls\n" };
+        let mut got = Vec::new();
+        while !String::from_utf8_lossy(&got).contains(expected) {
+            let mut buf = [0; 1024];
+            let n = within(a.read(&mut buf)).await.expect("reads");
+            assert!(n > 0, "{mode}: closed before the message");
+            got.extend_from_slice(&buf[..n]);
+        }
+        drop((a, b));
+        assert!(server.stop().status.success());
+    }
+}
