@@ -135,7 +135,10 @@ impl Wire<'_> {
 
     /// Writes as much of `data` as can go now; `WouldBlock` when nothing can.
     pub fn try_write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.try_write_vectored(&[IoSlice::new(data)])
+        match self.tls {
+            None => self.stream.try_write(data),
+            Some(_) => self.try_write_vectored(&[IoSlice::new(data)]),
+        }
     }
 
     /// Writes as much of `slices` as can go now, in order; `WouldBlock` when nothing can.
