@@ -13,7 +13,8 @@ RUNS=${RUNS:-3} ECHO_TIME=5s HOLD=10000 FLOOD=100000
 if [ "${1:-}" = "--quick" ]; then
   RUNS=1 ECHO_TIME=1s HOLD=1000 FLOOD=10000
 fi
-command -v ncat >/dev/null || { apt-get update -qq && apt-get install -y -qq ncat >/dev/null; }
+source bench/race.sh
+install_missing ncat
 cargo build --release --quiet --bin hubcat --example echo_server --example relay_server
 
 HUBCAT=$PWD/target/release/hubcat
@@ -21,17 +22,6 @@ EX=$PWD/target/release/examples
 RESULTS=target/relay-results.jsonl
 : > "$RESULTS"
 
-# run NAME CASE SCENARIO COMMAND ARGS...: one bench run, its JSON tagged with server and case.
-run() {
-  local name=$1 case=$2 scenario=$3 command=$4 out
-  shift 4
-  if out=$("$HUBCAT" bench "$scenario" --json --time-limit 180s --spawn "$command" "$@" 2>/dev/null); then
-    printf '{"server":"%s","case":"%s","result":%s}\n' "$name" "$case" "$out" >> "$RESULTS"
-  else
-    printf '{"server":"%s","case":"%s","result":null}\n' "$name" "$case" >> "$RESULTS"
-  fi
-  printf '.' >&2
-}
 
 FLOOD_ARGS=(--clients 5 --senders 1 --stalled 1 --messages "$FLOOD" --rate 0 --bytes 1024)
 for round in $(seq "$RUNS"); do

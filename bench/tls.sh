@@ -13,13 +13,8 @@ RUNS=${RUNS:-3} CHURN=3000 CLIENTS=100 LINES=20000 HOLD=5000
 if [ "${1:-}" = "--quick" ]; then
   RUNS=1 CHURN=300 LINES=2000 HOLD=500
 fi
-need=()
-command -v ncat >/dev/null || need+=(ncat)
-command -v socat >/dev/null || need+=(socat)
-command -v openssl >/dev/null || need+=(openssl)
-if [ ${#need[@]} -gt 0 ]; then
-  apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+source bench/race.sh
+install_missing ncat socat openssl
 cargo build --release --quiet --bin hubcat
 
 HUBCAT=$PWD/target/release/hubcat
@@ -31,16 +26,6 @@ CERT=$PWD/$DIR/cert.pem KEY=$PWD/$DIR/key.pem
 RESULTS=target/tls-results.jsonl
 : > "$RESULTS"
 
-run() {
-  local name=$1 case=$2 scenario=$3 command=$4 out
-  shift 4
-  if out=$("$HUBCAT" bench "$scenario" --json --time-limit 180s --spawn "$command" "$@" 2>/dev/null); then
-    printf '{"server":"%s","case":"%s","result":%s}\n' "$name" "$case" "$out" >> "$RESULTS"
-  else
-    printf '{"server":"%s","case":"%s","result":null}\n' "$name" "$case" >> "$RESULTS"
-  fi
-  printf '.' >&2
-}
 
 HUB_TLS="$HUBCAT serve 127.0.0.1 {port} --tls-cert $CERT --tls-key $KEY"
 SOCAT_TLS="socat -u OPENSSL-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr,backlog=4096,verify=0,cert=$CERT,key=$KEY STDOUT"

@@ -89,13 +89,12 @@ pub fn client_config(verify: &Verify) -> Result<ClientConfig, TlsError> {
             }
             builder.with_root_certificates(roots).with_no_client_auth()
         }
-        Verify::Fingerprint(expected) => {
-            let verifier =
-                Pinned { expected: *expected, algorithms: provider.signature_verification_algorithms };
-            builder.dangerous().with_custom_certificate_verifier(Arc::new(verifier)).with_no_client_auth()
-        }
-        Verify::Insecure => {
-            let verifier = Unchecked { algorithms: provider.signature_verification_algorithms };
+        Verify::Fingerprint(_) | Verify::Insecure => {
+            let pin = match verify {
+                Verify::Fingerprint(expected) => Some(*expected),
+                _ => None,
+            };
+            let verifier = WithoutCa { pin, algorithms: provider.signature_verification_algorithms };
             builder.dangerous().with_custom_certificate_verifier(Arc::new(verifier)).with_no_client_auth()
         }
     };
@@ -151,15 +150,16 @@ fn handshake_reason(err: &io::Error) -> String {
     }
 }
 
-/// Accepts exactly the pinned certificate, whatever its name or issuer; signatures are still
-/// checked, so only the holder of its key can use it.
+/// A verifier that does not ask a CA: with a pin, it accepts exactly the pinned certificate,
+/// whatever its name or issuer; without one (`--tls-insecure`), any. Handshake signatures are
+/// still checked, so only the holder of the certificate's key can use it.
 #[derive(Debug)]
-struct Pinned {
-    expected: [u8; 32],
+struct WithoutCa {
+    pin: Option<[u8; 32]>,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl ServerCertVerifier for Pinned {
+impl ServerCertVerifier for WithoutCa {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -168,57 +168,17 @@ impl ServerCertVerifier for Pinned {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        let Some(expected) = self.pin else { return Ok(ServerCertVerified::assertion()) };
         let got = certificate_sha256(end_entity);
-        if got == self.expected {
+        if got == expected {
             Ok(ServerCertVerified::assertion())
         } else {
             Err(rustls::Error::General(format!(
                 "the server's certificate has SHA-256 fingerprint {}, not the pinned {}",
                 format_fingerprint(&got),
-                format_fingerprint(&self.expected)
+                format_fingerprint(&expected)
             )))
         }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
-}
-
-/// `--tls-insecure`: accepts any certificate (signatures are still checked).
-#[derive(Debug)]
-struct Unchecked {
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for Unchecked {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
