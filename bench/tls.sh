@@ -45,22 +45,13 @@ for round in $(seq "$RUNS"); do
 done
 
 python3 - "$RESULTS" "$RUNS" "$CHURN" "$CLIENTS" "$LINES" "$HOLD" "$(git rev-parse --short HEAD)" <<'EOF'
-import json, re, statistics, sys
-from collections import defaultdict
+import sys
+
+sys.path.insert(0, "bench")
+from race import Results, ratio, replace_section
 
 path, runs, churn, clients, lines, hold, rev = sys.argv[1:8]
-results = defaultdict(list)
-for line in open(path):
-    row = json.loads(line)
-    if row["result"]:
-        results[(row["server"], row["case"])].append({k: v["value"] for k, v in row["result"]["metrics"].items()})
-
-def med(server, case, metric):
-    values = [r[metric] for r in results[(server, case)] if metric in r]
-    return statistics.median(values) if values else None
-
-def ratio(a, b):
-    return f"{a / b:.2f}x" if a and b else "n/a"
+med = Results(path).med
 
 def num(v, fmt="{:,.0f}"):
     return fmt.format(v) if v is not None else "fails"
@@ -91,11 +82,6 @@ out += ["", "| measure | ratio | target |", "|---|---|---|",
         "", "Idle TLS connections keep rustls's per-connection state (its buffers stay allocated after",
         "the handshake); the plaintext row is the same server without TLS.", "<!-- tls:end -->"]
 section = "\n".join(out) + "\n"
-text = open("BENCHMARKS.md").read()
-if "<!-- tls:begin -->" in text:
-    text = re.sub(r"<!-- tls:begin -->.*<!-- tls:end -->\n", lambda _: section, text, flags=re.S)
-else:
-    text = text.rstrip("\n") + "\n\n" + section
-open("BENCHMARKS.md", "w").write(text)
+replace_section("tls", section)
 print("updated BENCHMARKS.md", file=sys.stderr)
 EOF
