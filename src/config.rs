@@ -155,6 +155,8 @@ pub struct ServerSettings {
     /// Speak TLS with every client (`--tls-cert`/`--tls-key` or `--tls-self-signed`); the
     /// handle lets the certificate be replaced while serving.
     pub tls: Option<ServerTls>,
+    /// Only receive: each connection's sending side is closed as it is accepted (print mode).
+    pub recv_only: bool,
 }
 
 impl Default for ServerSettings {
@@ -179,6 +181,7 @@ impl Default for ServerSettings {
             first_byte_timeout: None,
             access: Access::default(),
             tls: None,
+            recv_only: false,
         }
     }
 }
@@ -249,6 +252,9 @@ impl ServerSettings {
             return Err(format!(
                 "--greeting, --shutdown-notice and --busy-message must be at most {MAX_MESSAGE_BYTES} bytes"
             ));
+        }
+        if self.recv_only && (self.mode != Mode::Print || self.greeting.is_some() || self.tls.is_some()) {
+            return Err("--recv-only works in --mode print, without --greeting or TLS".into());
         }
         let timeouts = [self.idle_timeout, self.max_duration, self.first_byte_timeout];
         if timeouts.iter().flatten().any(|d| d.is_zero()) || self.slow_timeout.is_zero() {

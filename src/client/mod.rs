@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::net::{TcpStream, UdpSocket};
 use tracing::warn;
 
-pub use tcp::tcp_session;
+pub use tcp::{Direction, SessionOptions, tcp_session};
 pub use udp::udp_session;
 
 use crate::addr::{resolve, unspecified_for};

@@ -12,25 +12,63 @@ use crate::output::escape_text_into;
 /// Size of the buffer for what the server sends.
 const RECEIVE_BUFFER_BYTES: usize = 16 * 1024;
 
+/// Which ways a session carries bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Direction {
+    /// Send the input and show what the server sends.
+    #[default]
+    Both,
+    /// Send the input, never read (`--send-only`): done when the input ends.
+    SendOnly,
+    /// Never send (`--recv-only`, like `nc -d`): the sending side is closed at once and what
+    /// the server sends is shown until it closes.
+    RecvOnly,
+}
+
+/// How a TCP session treats its bytes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SessionOptions {
+    /// Make what the server sends safe for a terminal.
+    pub escape: bool,
+    /// End lines with `\r\n` (`--crlf`): named and chat lines, and each `\n` of raw input
+    /// that has no `\r` before it.
+    pub crlf: bool,
+    /// Which ways bytes go.
+    pub direction: Direction,
+}
+
 /// Runs a session over `stream` (a TCP socket, or TLS over one) until the input ends (or `Q`)
-/// and the server has answered, or the server leaves. `escape` makes what the server sends
-/// safe for a terminal.
+/// and the server has answered, or the server leaves.
 pub async fn tcp_session<S, R, W>(
     stream: S,
     input: R,
     output: W,
     mode: InputMode,
-    escape: bool,
+    options: SessionOptions,
 ) -> io::Result<SessionEnd>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     R: AsyncBufRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let (from_server, to_server) = tokio::io::split(stream);
-    let receiving = show_replies(from_server, output, escape);
+    let (from_server, mut to_server) = tokio::io::split(stream);
+    match options.direction {
+        Direction::Both => {}
+        Direction::SendOnly => {
+            return match send_input(input, to_server, &mode, options.crlf).await {
+                Ok(()) => Ok(SessionEnd::Finished),
+                Err(err) if is_peer_gone(&err) => Ok(SessionEnd::ClosedByServer),
+                Err(err) => Err(err),
+            };
+        }
+        Direction::RecvOnly => {
+            to_server.shutdown().await?;
+            return ended_by_server(show_replies(from_server, output, options.escape).await, &InputMode::Raw);
+        }
+    }
+    let receiving = show_replies(from_server, output, options.escape);
     tokio::pin!(receiving);
-    let sending = send_input(input, to_server, &mode);
+    let sending = send_input(input, to_server, &mode, options.crlf);
     tokio::pin!(sending);
     tokio::select! {
         sent = &mut sending => {
@@ -81,11 +119,14 @@ async fn send_input<R>(
     mut input: R,
     mut to_server: impl AsyncWrite + Unpin,
     mode: &InputMode,
+    crlf: bool,
 ) -> io::Result<()>
 where
     R: AsyncBufRead + Unpin,
 {
+    let ending: &[u8] = if crlf { b"\r\n" } else { b"\n" };
     match mode {
+        InputMode::Raw if crlf => copy_with_crlf(&mut input, &mut to_server).await?,
         InputMode::Raw => {
             tokio::io::copy_buf(&mut input, &mut to_server).await?;
         }
@@ -93,7 +134,8 @@ where
             let chat = matches!(mode, InputMode::Chat(_));
             let prefix = if chat {
                 // The room's first line is the nickname; later lines go as typed.
-                to_server.write_all(format!("{name}\n").as_bytes()).await?;
+                to_server.write_all(name.as_bytes()).await?;
+                to_server.write_all(ending).await?;
                 String::new()
             } else {
                 format!("{name} says: ")
@@ -112,7 +154,7 @@ where
                 message.clear();
                 message.extend_from_slice(prefix.as_bytes());
                 message.extend_from_slice(text);
-                message.push(b'\n');
+                message.extend_from_slice(ending);
                 to_server.write_all(&message).await?;
                 if chat && text == b"/quit" {
                     break;
@@ -121,6 +163,32 @@ where
         }
     }
     to_server.shutdown().await
+}
+
+/// Copies raw input, turning each `\n` without a `\r` before it into `\r\n`.
+async fn copy_with_crlf<R>(input: &mut R, to_server: &mut (impl AsyncWrite + Unpin)) -> io::Result<()>
+where
+    R: AsyncBufRead + Unpin,
+{
+    let mut previous = 0u8;
+    let mut out = Vec::new();
+    loop {
+        let chunk = input.fill_buf().await?;
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        out.clear();
+        for &byte in chunk {
+            if byte == b'\n' && previous != b'\r' {
+                out.push(b'\r');
+            }
+            out.push(byte);
+            previous = byte;
+        }
+        let taken = chunk.len();
+        input.consume(taken);
+        to_server.write_all(&out).await?;
+    }
 }
 
 /// Removes the `\n` or `\r\n` that ends a line of input.

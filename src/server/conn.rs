@@ -86,6 +86,10 @@ impl Connection {
     /// A connection admitted into registry slot `slot`; nothing happens until it is polled.
     pub(super) fn new(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, id: u64, slot: u32) -> Self {
         info!("#{id} {peer} connected");
+        if shared.config.recv_only {
+            // Nothing is ever sent: the client sees its reads end at once.
+            let _ = socket2::SockRef::from(&stream).shutdown(std::net::Shutdown::Write);
+        }
         if shared.config.mode != Mode::Print {
             // Answers are small and someone waits for each: do not hold them back (Nagle).
             let _ = stream.set_nodelay(true);
@@ -288,6 +292,9 @@ impl Connection {
     fn send_notice(&mut self) {
         self.noticed = true;
         let Some(notice) = self.shared.config.shutdown_notice.as_deref() else { return };
+        if self.shared.config.recv_only {
+            return;
+        }
         if self.shared.config.mode == Mode::Print {
             let tls = self.extras.as_mut().and_then(|e| e.tls.as_deref_mut());
             let _ = Wire { stream: &self.stream, tls }.try_write(notice);

@@ -178,6 +178,9 @@ pub struct ServeArgs {
     /// --deny rules from FILE, one a line, `#` comments; re-read on SIGHUP (repeatable).
     #[arg(long, value_name = "FILE")]
     pub deny_file: Vec<PathBuf>,
+    /// Only receive: close each connection's sending side at once (no greeting, no notice).
+    #[arg(long)]
+    pub recv_only: bool,
     /// Speak TLS with this certificate chain (PEM; re-read on SIGHUP); needs --tls-key.
     #[arg(long, value_name = "FILE", requires = "tls_key", conflicts_with_all = ["udp", "tls_self_signed"])]
     pub tls_cert: Option<PathBuf>,
@@ -270,6 +273,7 @@ impl ServeArgs {
             first_byte_timeout: self.first_byte_timeout.map(Into::into),
             access: Access::new(self.access_rules().map_err(usage_error)?),
             tls,
+            recv_only: self.recv_only,
         };
         let config = ServerConfig::new(settings).map_err(usage_error)?;
         if self.udp && matches!(config.mode, Mode::Chat | Mode::Broker) {
@@ -321,6 +325,16 @@ pub struct ConnectArgs {
     /// `hubcat serve --tls-self-signed` or `openssl x509 -fingerprint -sha256`); the name is not checked.
     #[arg(long, value_name = "SHA256", requires = "tls", conflicts_with = "tls_insecure", value_parser = parse_fingerprint)]
     pub tls_fingerprint: Option<[u8; 32]>,
+    /// End each line sent with `\r\n` (raw input: each `\n` without a `\r` before it).
+    #[arg(long, conflicts_with = "udp")]
+    pub crlf: bool,
+    /// Only send: never read what the server sends; done when the input ends.
+    #[arg(long, conflicts_with_all = ["udp", "recv_only"])]
+    pub send_only: bool,
+    /// Only receive (like `nc -d`): send nothing, close the sending side at once, and show
+    /// what the server sends until it closes.
+    #[arg(long, conflicts_with_all = ["udp", "chat", "name"])]
+    pub recv_only: bool,
     /// Check nothing about the server's certificate: anyone on the path can read and change the
     /// session. For tests only; never the default.
     #[arg(long, requires = "tls")]

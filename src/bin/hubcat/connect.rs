@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use hubcat::client::tls::Verify;
-use hubcat::client::{self, InputMode, SessionEnd};
+use hubcat::client::{self, Direction, InputMode, SessionEnd, SessionOptions};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use crate::args::ConnectArgs;
@@ -60,14 +60,24 @@ pub async fn connect(args: ConnectArgs) -> ExitCode {
             None => Wire::Plain(stream),
         };
         let transport = if matches!(stream, Wire::Tls(_)) { "tls " } else { transport };
-        let Some(mode) =
-            input_mode(&mut input, config.name.clone(), args.chat, interactive, &peer, transport).await
-        else {
-            return ExitCode::SUCCESS;
+        let direction = match (args.send_only, args.recv_only) {
+            (true, _) => Direction::SendOnly,
+            (_, true) => Direction::RecvOnly,
+            _ => Direction::Both,
         };
+        let mode = if direction == Direction::RecvOnly {
+            InputMode::Raw
+        } else {
+            match input_mode(&mut input, config.name.clone(), args.chat, interactive, &peer, transport).await
+            {
+                Some(mode) => mode,
+                None => return ExitCode::SUCCESS,
+            }
+        };
+        let options = SessionOptions { escape, crlf: args.crlf, direction };
         match stream {
-            Wire::Tls(tls) => client::tcp_session(*tls, input, output, mode, escape).await,
-            Wire::Plain(stream) => client::tcp_session(stream, input, output, mode, escape).await,
+            Wire::Tls(tls) => client::tcp_session(*tls, input, output, mode, options).await,
+            Wire::Plain(stream) => client::tcp_session(stream, input, output, mode, options).await,
         }
         .map_err(|e| (peer, e))
     };
