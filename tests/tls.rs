@@ -652,3 +652,55 @@ async fn chat_and_broker_relay_between_tls_clients() {
         assert!(server.stop().status.success());
     }
 }
+
+/// A client still before its handshake when shutdown starts gets the notice at once, not at
+/// the end of the grace period (the echo write waited on a handshake only reading finishes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handshake_after_the_shutdown_notice_still_completes() {
+    let pki = Pki::new();
+    let (cert, key) = pki.write("server", &pki.leaf(&["localhost"], false));
+    let ca = pki.ca_path();
+    let mut server = common::ServeProcess::start(&[
+        "127.0.0.1",
+        "0",
+        "--mode",
+        "echo",
+        "--grace",
+        "20s",
+        "--tls-cert",
+        path(&cert),
+        "--tls-key",
+        path(&key),
+    ]);
+    let stream = tokio::net::TcpStream::connect(server.addr).await.expect("connects");
+    server.wait_for_event("connected");
+    server.signal("TERM");
+    server.wait_for_event("shutting down");
+    let mut roots = rustls::RootCertStore::empty();
+    for c in <CertificateDer as rustls::pki_types::pem::PemObject>::pem_file_iter(&ca).expect("CA") {
+        roots.add(c.expect("cert")).expect("CA");
+    }
+    let config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let started = std::time::Instant::now();
+    let mut tls = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, stream),
+    )
+    .await
+    .expect("the handshake is not held up by the pending notice")
+    .expect("handshake");
+    let mut notice = vec![0; 64];
+    let n = tokio::time::timeout(Duration::from_secs(5), tls.read(&mut notice))
+        .await
+        .expect("the notice comes")
+        .expect("reads");
+    assert!(String::from_utf8_lossy(&notice[..n]).starts_with("server shutting down"));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    drop(tls);
+    let _ = server.finish();
+}

@@ -98,7 +98,9 @@ impl Connection {
         let tls = shared.config.tls.as_ref().and_then(|tls| match tls.accept() {
             Ok(session) => Some(Box::new(session)),
             Err(err) => {
-                tracing::warn!("#{id} {peer}: cannot start a TLS session: {err}");
+                // Never serve plaintext on a TLS port: the connection ends at its first read.
+                tracing::warn!("#{id} {peer}: cannot start a TLS session: {err}; closing");
+                let _ = socket2::SockRef::from(&stream).shutdown(std::net::Shutdown::Both);
                 None
             }
         });
@@ -172,11 +174,19 @@ impl Connection {
                 }
             }
             ready!(poll_greeting(&mut wire, &self.shared, &mut self.greeted, self.id, self.peer, cx));
-            Answer::greeted(&mut self.answer, &self.shared, self.id);
+            // Until a TLS handshake is done nothing can be written, so nothing may wait on
+            // writes: the read side, which finishes the handshake, always runs, and a broker
+            // client joins the room only afterwards.
+            let handshaking = wire.tls.as_deref().is_some_and(|tls| tls.is_handshaking());
+            if !handshaking {
+                Answer::greeted(&mut self.answer, &self.shared, self.id);
+            }
             if let Err(end) = Answer::poll_write(&mut self.answer, &mut wire, &self.shared, self.id, cx) {
                 return Poll::Ready(end);
             }
-            ready!(Answer::poll_ready_for_input(&self.answer, &self.shared, self.id, cx));
+            if !handshaking {
+                ready!(Answer::poll_ready_for_input(&self.answer, &self.shared, self.id, cx));
+            }
             if Answer::handle_backlog(&mut self.answer, &self.shared, self.id) {
                 if Answer::quit(&self.answer) && self.begin_ending(End::Quit) {
                     return Poll::Ready(self.take_ending());
@@ -184,7 +194,8 @@ impl Connection {
                 continue;
             }
             let tls_buffered = self.extras.as_mut().and_then(|e| e.tls.as_deref_mut()).is_some_and(|tls| {
-                tls.process_new_packets().map_or(true, |state| state.plaintext_bytes_to_read() > 0)
+                // An error is for the read to report; it must not look like buffered plaintext.
+                tls.process_new_packets().is_ok_and(|state| state.plaintext_bytes_to_read() > 0)
             });
             if !tls_buffered {
                 if let Err(err) = ready!(self.stream.poll_read_ready(cx)) {
