@@ -61,6 +61,11 @@ impl Pki {
         Leaf { cert, key }
     }
 
+    /// A CA-signed certificate for localhost written as `server.pem` and `server.key`.
+    fn localhost_server(&self) -> (PathBuf, PathBuf) {
+        self.write("server", &self.leaf(&["localhost"], false))
+    }
+
     /// Writes a leaf as `NAME.pem` and `NAME.key`; returns the two paths.
     fn write(&self, name: &str, leaf: &Leaf) -> (PathBuf, PathBuf) {
         let cert = self.dir.path().join(format!("{name}.pem"));
@@ -263,7 +268,7 @@ fn hubcat_connect_verifies_openssl_s_server() {
         return;
     }
     let pki = Pki::new();
-    let (cert, key) = pki.write("server", &pki.leaf(&["localhost"], false));
+    let (cert, key) = pki.localhost_server();
     let port =
         std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
     let mut server = Command::new("openssl")
@@ -296,12 +301,8 @@ fn hubcat_connect_verifies_openssl_s_server() {
     assert!(received.contains("hello"), "openssl s_server got {received:?}");
 }
 
-/// A tokio-rustls client trusting `ca` (and presenting `identity`, for mutual TLS).
-async fn tls_client(
-    addr: std::net::SocketAddr,
-    ca: &Path,
-    identity: Option<&Leaf>,
-) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+/// A tokio-rustls connector trusting `ca` (and presenting `identity`, for mutual TLS).
+fn connector(ca: &Path, identity: Option<&Leaf>) -> tokio_rustls::TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
     for cert in <CertificateDer as rustls::pki_types::pem::PemObject>::pem_file_iter(ca).expect("CA file") {
         roots.add(cert.expect("a certificate")).expect("a usable CA");
@@ -319,9 +320,21 @@ async fn tls_client(
             .expect("client identity"),
         None => builder.with_no_client_auth(),
     };
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+fn localhost() -> rustls::pki_types::ServerName<'static> {
+    rustls::pki_types::ServerName::try_from("localhost").expect("name")
+}
+
+/// A tokio-rustls client of `addr` trusting `ca` (and presenting `identity`).
+async fn tls_client(
+    addr: std::net::SocketAddr,
+    ca: &Path,
+    identity: Option<&Leaf>,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
     let stream = tokio::net::TcpStream::connect(addr).await?;
-    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
-    tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, stream).await
+    connector(ca, identity).connect(localhost(), stream).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -439,7 +452,7 @@ async fn plaintext_clients_and_stalled_handshakes_cost_one_line_each() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_tls_requires_a_client_certificate_from_the_given_ca() {
     let pki = Pki::new();
-    let (cert, key) = pki.write("server", &pki.leaf(&["localhost"], false));
+    let (cert, key) = pki.localhost_server();
     let ca = pki.ca_path();
     let mut server = common::ServeProcess::start(&[
         "127.0.0.1",
@@ -520,7 +533,7 @@ fn have(program: &str) -> bool {
 #[test]
 fn ncat_and_socat_speak_tls_with_hubcat() {
     let pki = Pki::new();
-    let (cert, key) = pki.write("server", &pki.leaf(&["localhost"], false));
+    let (cert, key) = pki.localhost_server();
     if have("ncat") {
         let mut server = common::ServeProcess::start(&[
             "127.0.0.1",
@@ -587,7 +600,7 @@ fn ncat_and_socat_speak_tls_with_hubcat() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_loses_none_of_its_lines() {
     let pki = Pki::new();
-    let (cert, key) = pki.write("server", &pki.leaf(&["localhost"], false));
+    let (cert, key) = pki.localhost_server();
     let ca = pki.ca_path();
     let mut server =
         common::ServeProcess::start(&["127.0.0.1", "0", "--tls-cert", path(&cert), "--tls-key", path(&key)]);
@@ -606,7 +619,7 @@ async fn a_client_that_never_reads_loses_none_of_its_lines() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_and_broker_relay_between_tls_clients() {
     let pki = Pki::new();
-    let (cert, key) = pki.write("server", &pki.leaf(&["localhost"], false));
+    let (cert, key) = pki.localhost_server();
     let ca = pki.ca_path();
     for mode in ["chat", "broker"] {
         let server = common::ServeProcess::start(&[
@@ -658,7 +671,7 @@ async fn chat_and_broker_relay_between_tls_clients() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handshake_after_the_shutdown_notice_still_completes() {
     let pki = Pki::new();
-    let (cert, key) = pki.write("server", &pki.leaf(&["localhost"], false));
+    let (cert, key) = pki.localhost_server();
     let ca = pki.ca_path();
     let mut server = common::ServeProcess::start(&[
         "127.0.0.1",
@@ -676,24 +689,12 @@ async fn a_handshake_after_the_shutdown_notice_still_completes() {
     server.wait_for_event("connected");
     server.signal("TERM");
     server.wait_for_event("shutting down");
-    let mut roots = rustls::RootCertStore::empty();
-    for c in <CertificateDer as rustls::pki_types::pem::PemObject>::pem_file_iter(&ca).expect("CA") {
-        roots.add(c.expect("cert")).expect("CA");
-    }
-    let config = rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
     let started = std::time::Instant::now();
-    let mut tls = tokio::time::timeout(
-        Duration::from_secs(5),
-        tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, stream),
-    )
-    .await
-    .expect("the handshake is not held up by the pending notice")
-    .expect("handshake");
+    let handshake = connector(&ca, None).connect(localhost(), stream);
+    let mut tls = tokio::time::timeout(Duration::from_secs(5), handshake)
+        .await
+        .expect("the handshake is not held up by the pending notice")
+        .expect("handshake");
     let mut notice = vec![0; 64];
     let n = tokio::time::timeout(Duration::from_secs(5), tls.read(&mut notice))
         .await

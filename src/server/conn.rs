@@ -149,14 +149,14 @@ impl Connection {
                 _ => {}
             }
             if let Some(extras) = self.extras.as_mut() {
-                if let Some((_, limit)) = extras.ending.as_mut() {
+                if let Some((end, mut limit)) = extras.ending.take() {
                     let limit_passed = limit.as_mut().poll(cx).is_ready();
                     let mut wire = Wire { stream: &self.stream, tls: extras.tls.as_deref_mut() };
                     let flushed = Answer::poll_flush(&mut self.answer, &mut wire, &self.shared, cx);
                     if limit_passed || !matches!(flushed, Poll::Pending) {
-                        let (end, _) = extras.ending.take().expect("checked above");
                         return Poll::Ready(end);
                     }
+                    extras.ending = Some((end, limit));
                     return Poll::Pending;
                 }
                 if let Some(deadlines) = extras.deadlines.as_mut() {
