@@ -5,7 +5,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use hubcat::framing::Framer;
-use hubcat::output::{Origin, Records, escape_into};
+use hubcat::output::{Origin, Peer, Records, escape_into};
 use hubcat::{Format, Style};
 
 /// 16 KiB of 64-byte lines (the ingest benchmark's traffic), as one read.
@@ -29,7 +29,7 @@ fn mixed_lines() -> Vec<u8> {
 }
 
 fn origin() -> Origin {
-    Origin { conn: Some(1), peer: "127.0.0.1:49346".parse().expect("valid address") }
+    Origin { conn: Some(1), peer: Peer::Ip("127.0.0.1:49346".parse().expect("valid address")) }
 }
 
 fn framing(c: &mut Criterion) {

@@ -2,7 +2,7 @@
 //! (instruction counts do not depend on a noisy machine). Usage: format_loop [lines|json|hex|chunks|raw] [reps]
 
 use hubcat::framing::Framer;
-use hubcat::output::{Origin, Records};
+use hubcat::output::{Origin, Peer, Records};
 use hubcat::{Format, Style};
 
 fn main() {
@@ -24,7 +24,7 @@ fn main() {
         data.extend_from_slice(&line);
         i += 1;
     }
-    let origin = Origin { conn: Some(1), peer: "127.0.0.1:49346".parse().expect("valid address") };
+    let origin = Origin { conn: Some(1), peer: Peer::Ip("127.0.0.1:49346".parse().expect("valid address")) };
     let style = Style { format, timestamps: false };
     let mut framer = Framer::new();
     let mut total = 0;

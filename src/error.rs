@@ -26,11 +26,20 @@ pub enum NetError {
         #[source]
         source: io::Error,
     },
+    /// A Unix listening socket could not be set up.
+    #[error("cannot listen on {addr}: {}", unix_listen_reason(source))]
+    ListenUnix {
+        /// The address as given (`unix:/path` or `unix:@name`).
+        addr: String,
+        /// Why binding failed.
+        #[source]
+        source: io::Error,
+    },
     /// A listening socket stopped working for a reason that retrying cannot fix.
     #[error("stopped accepting on {addr}: {}", reason(source))]
     Accept {
         /// The listening address.
-        addr: SocketAddr,
+        addr: String,
         /// The accept error.
         #[source]
         source: io::Error,
@@ -40,6 +49,15 @@ pub enum NetError {
     Connect {
         /// The address dialled last.
         addr: SocketAddr,
+        /// Why the dial failed.
+        #[source]
+        source: io::Error,
+    },
+    /// A dial to a Unix socket failed.
+    #[error("cannot connect to {addr}: {}{}", reason(source), unix_connect_hint(source))]
+    ConnectUnix {
+        /// The address as given.
+        addr: String,
         /// Why the dial failed.
         #[source]
         source: io::Error,
@@ -123,6 +141,31 @@ fn listen_hint(addr: SocketAddr, err: &io::Error) -> &'static str {
             " (ports below 1024 need root or CAP_NET_BIND_SERVICE; pick a port above 1023)"
         }
         io::ErrorKind::AddrNotAvailable => " (use an address of this machine, 0.0.0.0 or ::)",
+        _ => "",
+    }
+}
+
+fn unix_listen_reason(err: &io::Error) -> String {
+    match err.kind() {
+        io::ErrorKind::AddrInUse => {
+            "another server is listening there (stop it first, or pick another path)".into()
+        }
+        io::ErrorKind::AlreadyExists => {
+            format!("{} (remove it if it is not needed, or pick another path)", reason(err))
+        }
+        io::ErrorKind::PermissionDenied => {
+            format!("{} (pick a directory this user may write to)", reason(err))
+        }
+        io::ErrorKind::NotFound => format!("{} (its directory does not exist)", reason(err)),
+        _ => reason(err),
+    }
+}
+
+fn unix_connect_hint(err: &io::Error) -> &'static str {
+    match err.kind() {
+        io::ErrorKind::ConnectionRefused => " (the socket file is there but no server answers on it)",
+        io::ErrorKind::NotFound => " (no socket there: is the server running?)",
+        io::ErrorKind::PermissionDenied => " (this user may not use the socket; see --unix-mode)",
         _ => "",
     }
 }

@@ -11,6 +11,7 @@
 //! | [`framing`] | line splitting with a maximum length, no I/O |
 //! | [`output`] | record formats, escaping, the sink's single writer |
 //! | [`tls`] | rustls pieces both sides use; the server's certificate, replaceable while serving |
+//! | [`unix`] | Unix-socket addresses, binding (stale files replaced, live ones kept), dialing |
 //! | [`server`] | `hubcat serve`: accept loop, connections, drain |
 //! | [`client`] | `hubcat connect`: dial with retries, interactive and piped sessions |
 //! | `bench` | `hubcat bench`: load scenarios against any TCP server on this machine (feature `bench`) |
@@ -31,6 +32,7 @@ mod scan;
 pub mod server;
 pub mod shutdown;
 pub mod tls;
+pub mod unix;
 
 pub use config::{ConnectConfig, ServerConfig, ServerSettings};
 pub use error::NetError;

@@ -2,7 +2,7 @@
 
 use base64::Engine as _;
 use hubcat::framing::{Framer, Line, Piece};
-use hubcat::output::{Origin, Records, escape_into};
+use hubcat::output::{Origin, Peer, Records, escape_into};
 use hubcat::{Format, Style};
 use proptest::prelude::*;
 
@@ -102,7 +102,7 @@ proptest! {
 
     #[test]
     fn json_records_always_parse_and_keep_the_bytes(line in prop::collection::vec(any::<u8>(), 0..200)) {
-        let origin = Origin { conn: Some(1), peer: "[::1]:9".parse().expect("valid address") };
+        let origin = Origin { conn: Some(1), peer: Peer::Ip("[::1]:9".parse().expect("valid address")) };
         let mut out = Vec::new();
         let mut records = Records::new(Style { format: Format::Json, timestamps: false }, origin, &mut out);
         records.line(Line { bytes: &line, piece: Piece::End, plain: false });

@@ -4,30 +4,29 @@
 
 use std::fs::File;
 use std::future::poll_fn;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::Poll;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::Shared;
 use super::conn::Connection;
 use super::registry::Refusal;
+use super::socket::{Accept, Socket, Stream};
 use crate::config::{ACCEPT_BACKOFF_FIRST, ACCEPT_BACKOFF_MAX};
 use crate::error::{NetError, is_out_of_descriptors, is_transient_accept, reason};
-use crate::output::{Event, Format, Origin, json_event};
+use crate::output::{Event, Format, Origin, Peer, json_event};
 
 /// Accepts until `stop` is cancelled (then drops the listener) or the listener fails for good.
-pub(super) async fn accept_loop(
-    listener: TcpListener,
+pub(super) async fn accept_loop<L: Accept>(
+    listener: L,
+    local: String,
     shared: Arc<Shared>,
     stop: CancellationToken,
 ) -> Result<(), NetError> {
-    let local = listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     let mut backoff = Backoff::default();
     let mut turned_away = Burst::default();
     // Held so that, out of descriptors, one can be freed to accept a client and tell it to go.
@@ -39,18 +38,18 @@ pub(super) async fn accept_loop(
                 take_queued(listener, &shared, &mut turned_away).await;
                 return Ok(());
             }
-            accepted = listener.accept() => accepted,
+            accepted = poll_fn(|cx| listener.poll_accept(cx)) => accepted,
         };
         match accepted {
             Ok((stream, peer)) => {
-                backoff.succeeded(local);
+                backoff.succeeded(&local);
                 admit(&shared, stream, peer, &mut turned_away).await;
             }
             Err(err) if is_transient_accept(&err) => {
                 if is_out_of_descriptors(&err) {
                     refuse_with_reserve(&listener, &shared, &mut reserve, &mut turned_away).await;
                 }
-                let pause = backoff.failed(local, &err);
+                let pause = backoff.failed(&local, &err);
                 tokio::select! {
                     _ = stop.cancelled() => {
                         take_queued(listener, &shared, &mut turned_away).await;
@@ -65,15 +64,16 @@ pub(super) async fn accept_loop(
 }
 
 /// Starts a connection's task if the caps allow it, or turns the client away.
-async fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr, turned_away: &mut Burst) {
-    if !shared.config.access.permits(peer.ip()) {
+async fn admit<S: Stream>(shared: &Arc<Shared>, stream: S, peer: Peer, turned_away: &mut Burst) {
+    // Access rules and rates are about addresses; a Unix socket's file mode is its access rule.
+    if peer.ip().is_some_and(|ip| !shared.config.access.permits(ip)) {
         // Closed before any greeting: a refused client learns nothing about the server.
         turned_away.refused(Refusal::Denied, peer, shared.registry.len());
         shared.stats.add_denied();
         record_refusal(shared, peer, Refusal::Denied);
         return;
     }
-    if shared.rate.as_ref().is_some_and(|rate| !rate.admit(peer.ip())) {
+    if shared.rate.as_ref().zip(peer.ip()).is_some_and(|(rate, ip)| !rate.admit(ip)) {
         turned_away.refused(Refusal::TooFast, peer, shared.registry.len());
         refuse(shared, &stream, peer, Refusal::TooFast);
         return;
@@ -98,16 +98,17 @@ async fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr, turned
 
 /// Tells a client why it is turned away and closes (the message goes first, then FIN). One
 /// write that never waits: the socket is new, so its send buffer is empty.
-fn refuse(shared: &Shared, stream: &TcpStream, peer: SocketAddr, refusal: Refusal) {
+fn refuse(shared: &Shared, stream: &dyn Socket, peer: Peer, refusal: Refusal) {
     shared.stats.add_refused();
-    let socket = socket2::SockRef::from(stream);
+    let fd = stream.fd();
+    let socket = socket2::SockRef::from(&fd);
     let _ = socket.send(&shared.config.busy_message);
     let _ = socket.shutdown(std::net::Shutdown::Write);
     record_refusal(shared, peer, refusal);
 }
 
 /// The JSON record of a client turned away, in formats that record events.
-fn record_refusal(shared: &Shared, peer: SocketAddr, refusal: Refusal) {
+fn record_refusal(shared: &Shared, peer: Peer, refusal: Refusal) {
     if shared.config.style.format == Format::Json {
         let mut out = Vec::new();
         let reason = match refusal {
@@ -125,8 +126,8 @@ fn record_refusal(shared: &Shared, peer: SocketAddr, refusal: Refusal) {
 /// Out of descriptors with a client waiting: free the reserve descriptor, accept the client,
 /// tell it the server is busy, and take the reserve back. Without this the client would wait in
 /// the queue, unanswered, until a descriptor frees up.
-async fn refuse_with_reserve(
-    listener: &TcpListener,
+async fn refuse_with_reserve<L: Accept>(
+    listener: &L,
     shared: &Shared,
     reserve: &mut Option<File>,
     burst: &mut Burst,
@@ -147,13 +148,10 @@ async fn refuse_with_reserve(
 /// At shutdown: clients whose connection the kernel already completed are accepted and served
 /// through the drain rather than reset when the listener closes; then the listener is dropped,
 /// so later clients are refused at once.
-async fn take_queued(listener: TcpListener, shared: &Arc<Shared>, turned_away: &mut Burst) {
-    let Ok(listener) = listener.into_std() else { return };
-    while let Ok((stream, peer)) = listener.accept() {
-        let stream = stream.set_nonblocking(true).and_then(|()| TcpStream::from_std(stream));
-        if let Ok(stream) = stream {
-            admit(shared, stream, peer, turned_away).await;
-        }
+async fn take_queued<L: Accept>(listener: L, shared: &Arc<Shared>, turned_away: &mut Burst) {
+    // Polled, never waited on: what the kernel has queued, and no more.
+    while let Poll::Ready(Ok((stream, peer))) = poll_fn(|cx| Poll::Ready(listener.poll_accept(cx))).await {
+        admit(shared, stream, peer, turned_away).await;
     }
 }
 
@@ -166,7 +164,7 @@ struct Backoff {
 }
 
 impl Backoff {
-    fn failed(&mut self, local: SocketAddr, err: &std::io::Error) -> Duration {
+    fn failed(&mut self, local: &str, err: &std::io::Error) -> Duration {
         if self.failures == 0 {
             let hint = if is_out_of_descriptors(err) {
                 " (raise the open-files limit with `ulimit -n`, or lower --max-conns)"
@@ -182,7 +180,7 @@ impl Backoff {
         self.pause
     }
 
-    fn succeeded(&mut self, local: SocketAddr) {
+    fn succeeded(&mut self, local: &str) {
         if self.failures > 0 {
             info!("accepting on {local} again after {} failed attempts", self.failures);
             self.failures = 0;
@@ -197,19 +195,20 @@ struct Burst {
 }
 
 impl Burst {
-    fn refused(&mut self, refusal: Refusal, peer: SocketAddr, live: usize) {
+    fn refused(&mut self, refusal: Refusal, peer: Peer, live: usize) {
+        let from = peer.ip().map_or_else(|| peer.to_string(), |ip| ip.to_string());
         if self.refused == 0 {
             match refusal {
                 Refusal::Full => warn!("at the connection cap ({live} open): turning new clients away"),
                 Refusal::PerAddress => {
-                    warn!("{} is at --max-conns-per-ip: turning its new connections away", peer.ip())
+                    warn!("{from} is at --max-conns-per-ip: turning its new connections away")
                 }
                 Refusal::OutOfDescriptors => {
                     warn!("out of file descriptors with {live} open: turning new clients away")
                 }
-                Refusal::Denied => info!("{} refused: not allowed by --allow/--deny", peer.ip()),
+                Refusal::Denied => info!("{from} refused: not allowed by --allow/--deny"),
                 Refusal::TooFast => {
-                    warn!("{} is over --max-conn-rate-per-ip: turning its new connections away", peer.ip())
+                    warn!("{from} is over --max-conn-rate-per-ip: turning its new connections away")
                 }
             }
         }

@@ -17,13 +17,11 @@
 use std::cell::RefCell;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use tokio::io::{AsyncRead, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::io::ReadBuf;
 use tokio::sync::mpsc::error::{SendError, TrySendError};
 use tokio::time::{Sleep, sleep};
 use tracing::{debug, info};
@@ -31,11 +29,12 @@ use tracing::{debug, info};
 use super::Shared;
 use super::answer::Answer;
 use super::registry::Phase;
+use super::socket::{self, Stream};
 use super::timer::Deadlines;
 use super::transcript::{End, Transcript};
 use super::wire::{TlsReadError, Wire, read_tls};
 use crate::config::{Mode, READ_BUFFER_BYTES, RELAY_FLUSH_LIMIT};
-use crate::output::{Event, Format, Origin, OwnedReservation, Reservation, json_event};
+use crate::output::{Event, Format, Origin, OwnedReservation, Peer, Reservation, json_event};
 
 thread_local! {
     /// Each worker thread reads into this one buffer; connections never own a read buffer.
@@ -46,15 +45,15 @@ thread_local! {
 type CapacityWait = Pin<Box<dyn Future<Output = Result<OwnedReservation, SendError<()>>> + Send>>;
 
 /// One client connection.
-pub(super) struct Connection {
-    stream: TcpStream,
+pub(super) struct Connection<S> {
+    stream: S,
     shared: Arc<Shared>,
     transcript: Transcript,
     /// What most connections never need, boxed so the task stays small.
     extras: Option<Box<Extras>>,
     /// What the mode writes back (echo, chat, broker), made on first use.
     answer: Option<Box<Answer>>,
-    peer: SocketAddr,
+    peer: Peer,
     id: u64,
     /// This connection's entry in the registry (its waker, its place under the caps).
     slot: u32,
@@ -82,17 +81,17 @@ struct Extras {
     tls_reported: bool,
 }
 
-impl Connection {
+impl<S: Stream> Connection<S> {
     /// A connection admitted into registry slot `slot`; nothing happens until it is polled.
-    pub(super) fn new(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, id: u64, slot: u32) -> Self {
+    pub(super) fn new(shared: Arc<Shared>, stream: S, peer: Peer, id: u64, slot: u32) -> Self {
         info!("#{id} {peer} connected");
         if shared.config.recv_only {
             // Nothing is ever sent: the client sees its reads end at once.
-            let _ = socket2::SockRef::from(&stream).shutdown(std::net::Shutdown::Write);
+            socket::shutdown(&stream, std::net::Shutdown::Write);
         }
         if shared.config.mode != Mode::Print {
             // Answers are small and someone waits for each: do not hold them back (Nagle).
-            let _ = stream.set_nodelay(true);
+            stream.answer_promptly();
         }
         let deadlines = Deadlines::start(&shared.config);
         let tls = shared.config.tls.as_ref().and_then(|tls| match tls.accept() {
@@ -100,7 +99,7 @@ impl Connection {
             Err(err) => {
                 // Never serve plaintext on a TLS port: the connection ends at its first read.
                 tracing::warn!("#{id} {peer}: cannot start a TLS session: {err}; closing");
-                let _ = socket2::SockRef::from(&stream).shutdown(std::net::Shutdown::Both);
+                socket::shutdown(&stream, std::net::Shutdown::Both);
                 None
             }
         });
@@ -222,7 +221,7 @@ impl Connection {
             let id = self.id;
             let result: Result<usize, End> = READ_BUFFER.with_borrow_mut(|buffer| {
                 let n = match tls.as_deref_mut() {
-                    Some(tls) => match read_tls(stream, tls, &mut buffer[..read_size]) {
+                    Some(tls) => match read_tls(&*stream, tls, &mut buffer[..read_size]) {
                         Ok(Some(n)) => n,
                         Ok(None) => return Ok(usize::MAX),
                         Err(TlsReadError::Io(err)) => return Err(End::from_io(err)),
@@ -352,7 +351,7 @@ fn poll_greeting(
     shared: &Shared,
     greeted: &mut u32,
     id: u64,
-    peer: SocketAddr,
+    peer: Peer,
     cx: &mut Context<'_>,
 ) -> Poll<()> {
     let greeting = shared.config.greeting.as_deref().unwrap_or_default();
@@ -380,7 +379,7 @@ fn poll_greeting(
     Poll::Ready(())
 }
 
-impl Future for Connection {
+impl<S: Stream> Future for Connection<S> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
@@ -395,7 +394,8 @@ impl Future for Connection {
         } else {
             // Reset rather than close: a reader that stopped would otherwise keep up to a queue's
             // worth of bytes in the kernel's send buffer until TCP gives up on it.
-            let _ = socket2::SockRef::from(&this.stream).set_linger(Some(std::time::Duration::ZERO));
+            let fd = this.stream.fd();
+            let _ = socket2::SockRef::from(&fd).set_linger(Some(std::time::Duration::ZERO));
         }
         let origin = this.origin();
         this.transcript.close(&this.shared, origin, &end);
@@ -403,7 +403,7 @@ impl Future for Connection {
     }
 }
 
-impl Drop for Connection {
+impl<S> Drop for Connection<S> {
     fn drop(&mut self) {
         // Also when the runtime drops the task unfinished: the room must not keep waiting for it.
         Answer::leave(&mut self.answer, &self.shared, self.id, &End::Shutdown);
@@ -474,10 +474,10 @@ mod tests {
             let shared = Arc::new(Shared::new(config, sink.sender()));
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
             let addr = listener.local_addr().expect("bound");
-            let _client = TcpStream::connect(addr).await.expect("connect");
+            let _client = tokio::net::TcpStream::connect(addr).await.expect("connect");
             let (stream, peer) = listener.accept().await.expect("accept");
-            let slot = shared.registry.try_insert(peer.ip()).expect("room");
-            let task = Connection::new(shared, stream, peer, 1, slot);
+            let slot = shared.registry.try_insert(Some(peer.ip())).expect("room");
+            let task = Connection::new(shared, stream, Peer::Ip(peer), 1, slot);
             assert!(task.answer.is_none() && task.extras.is_none(), "{mode:?}: nothing boxed while idle");
             // tokio allocates 96 bytes of task header plus the future, rounded up to 128 bytes;
             // issue 3's memory target needs the whole cell to fit in 256 bytes.

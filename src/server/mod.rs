@@ -20,6 +20,7 @@ mod rate;
 mod registry;
 mod relay;
 mod room;
+mod socket;
 mod stats;
 mod timer;
 mod transcript;
@@ -29,7 +30,7 @@ mod wire;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UnixListener};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -40,6 +41,7 @@ use crate::config::ServerConfig;
 use crate::error::NetError;
 use crate::output::{RecordSender, Sink, SinkError};
 use crate::shutdown::Shutdown;
+use crate::unix::{SocketFile, UnixBinding};
 use registry::{Phase, Registry};
 use room::Room;
 use stats::Stats;
@@ -83,11 +85,36 @@ impl Shared {
     }
 }
 
-/// Serves TCP clients on `listeners` until `shutdown` is triggered or the output fails, then
+/// A socket the server accepts clients on.
+#[derive(Debug)]
+pub enum Listener {
+    /// A TCP listener.
+    Tcp(TcpListener),
+    /// A Unix listener, and its socket file (removed when the listener closes).
+    Unix(UnixListener, String, Option<SocketFile>),
+}
+
+impl Listener {
+    /// Registers a bound Unix listener with the runtime.
+    pub fn unix(binding: UnixBinding) -> std::io::Result<Self> {
+        let label = binding.addr.to_string();
+        Ok(Listener::Unix(UnixListener::from_std(binding.listener)?, label, binding.file))
+    }
+
+    /// Where it listens, as the log shows it.
+    pub fn label(&self) -> String {
+        match self {
+            Listener::Tcp(listener) => listener.local_addr().map_or_else(|_| "?".into(), |a| a.to_string()),
+            Listener::Unix(_, label, _) => label.clone(),
+        }
+    }
+}
+
+/// Serves clients on `listeners` until `shutdown` is triggered or the output fails, then
 /// drains: stops accepting, lets connections send for the grace period, closes the rest,
 /// and waits until everything read is written to `sink`.
 pub async fn run(
-    listeners: Vec<TcpListener>,
+    listeners: Vec<Listener>,
     config: ServerConfig,
     sink: Sink,
     shutdown: Shutdown,
@@ -97,7 +124,15 @@ pub async fn run(
     let stop_accepting = CancellationToken::new();
     let mut accepting = JoinSet::new();
     for listener in listeners {
-        accepting.spawn(accept::accept_loop(listener, Arc::clone(&shared), stop_accepting.clone()));
+        let (label, shared, stop) = (listener.label(), Arc::clone(&shared), stop_accepting.clone());
+        match listener {
+            Listener::Tcp(listener) => accepting.spawn(accept::accept_loop(listener, label, shared, stop)),
+            Listener::Unix(listener, _, file) => accepting.spawn(async move {
+                let accepted = accept::accept_loop(listener, label, shared, stop).await;
+                drop(file);
+                accepted
+            }),
+        };
     }
     let output_failed = sink.failed();
     let mut fatal = None;

@@ -100,12 +100,12 @@ impl Registry {
     }
 
     /// Admits a connection from `address` unless a cap is reached; returns its slot.
-    pub fn try_insert(&self, address: IpAddr) -> Result<u32, Refusal> {
+    pub fn try_insert(&self, address: Option<IpAddr>) -> Result<u32, Refusal> {
         let mut table = self.lock();
         if table.wakers.len() >= self.max_conns {
             return Err(Refusal::Full);
         }
-        if let Some(max) = self.max_per_address {
+        if let (Some(max), Some(address)) = (self.max_per_address, address) {
             let count = table.per_address.entry(address).or_default();
             if *count >= max {
                 return Err(Refusal::PerAddress);
@@ -118,10 +118,10 @@ impl Registry {
 
     /// Gives back the slot of a connection from `address`; wakes [`Registry::wait_empty`] when
     /// it was the last one.
-    pub fn remove(&self, slot: u32, address: IpAddr) {
+    pub fn remove(&self, slot: u32, address: Option<IpAddr>) {
         let mut table = self.lock();
         table.wakers.try_remove(slot as usize);
-        if self.max_per_address.is_some() {
+        if let (Some(_), Some(address)) = (self.max_per_address, address) {
             if let Some(count) = table.per_address.get_mut(&address) {
                 *count -= 1;
                 if *count == 0 {
@@ -181,8 +181,8 @@ mod tests {
     #[test]
     fn caps_in_all_and_per_address() {
         let registry = Registry::new(3, Some(2), 0);
-        let a: IpAddr = "127.0.0.2".parse().expect("valid");
-        let b: IpAddr = "127.0.0.3".parse().expect("valid");
+        let a = Some("127.0.0.2".parse::<IpAddr>().expect("valid"));
+        let b = Some("127.0.0.3".parse::<IpAddr>().expect("valid"));
         let first = registry.try_insert(a).expect("room");
         registry.try_insert(a).expect("room");
         assert_eq!(registry.try_insert(a), Err(Refusal::PerAddress));

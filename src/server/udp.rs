@@ -61,7 +61,7 @@ async fn receive_loop(
                 warn!("receiving on {local}: {}", reason(&err));
                 continue;
             }
-            Err(source) => return Err(NetError::Accept { addr: local, source }),
+            Err(source) => return Err(NetError::Accept { addr: local.to_string(), source }),
         };
         if !config.access.permits(peer.ip()) {
             // Not echoed, not recorded: a datagram from a refused address is dropped unread.
@@ -83,7 +83,7 @@ async fn receive_loop(
 /// Renders one datagram; a datagram is a whole message, so its last line ends with it.
 fn render_datagram(config: &ServerConfig, peer: SocketAddr, data: &[u8]) -> (Vec<u8>, u64) {
     let mut out = Vec::with_capacity(data.len() + 128);
-    let mut records = Records::new(config.style, Origin { conn: None, peer }, &mut out);
+    let mut records = Records::new(config.style, Origin { conn: None, peer: peer.into() }, &mut out);
     let mut lines = 0;
     match config.style.format {
         Format::Lines | Format::Json => {

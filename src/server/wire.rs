@@ -7,7 +7,8 @@ use std::io::{self, IoSlice, Read, Write};
 use std::task::{Context, Poll, ready};
 
 use rustls::ServerConnection;
-use tokio::net::TcpStream;
+
+use super::socket::Socket;
 
 /// The line a plaintext client gets on a TLS port, instead of a binary alert it cannot read.
 const PLAINTEXT_ON_TLS: &[u8] = b"error: this port speaks TLS; connect with TLS (hubcat connect --tls)\n";
@@ -15,21 +16,21 @@ const PLAINTEXT_ON_TLS: &[u8] = b"error: this port speaks TLS; connect with TLS 
 /// Where a connection's writes go.
 pub(super) struct Wire<'a> {
     /// The socket.
-    pub stream: &'a TcpStream,
+    pub stream: &'a dyn Socket,
     /// The TLS session, on a TLS listener.
     pub tls: Option<&'a mut ServerConnection>,
 }
 
 /// The socket as `std::io` sees it, never waiting (`WouldBlock` when it would).
-struct Socket<'a>(&'a TcpStream);
+struct NonBlocking<'a>(&'a dyn Socket);
 
-impl Read for Socket<'_> {
+impl Read for NonBlocking<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.0.try_read(buf)
     }
 }
 
-impl Write for Socket<'_> {
+impl Write for NonBlocking<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.0.try_write(buf)
     }
@@ -48,9 +49,9 @@ fn would_block() -> io::Error {
 }
 
 /// Sends what rustls holds for the socket, as far as the socket takes it now.
-fn flush_tls(stream: &TcpStream, tls: &mut ServerConnection) -> io::Result<()> {
+fn flush_tls(stream: &dyn Socket, tls: &mut ServerConnection) -> io::Result<()> {
     while tls.wants_write() {
-        match tls.write_tls(&mut Socket(stream)) {
+        match tls.write_tls(&mut NonBlocking(stream)) {
             Ok(_) => {}
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(()),
             Err(err) => return Err(err),
@@ -78,7 +79,7 @@ impl From<io::Error> for TlsReadError {
 /// Reads plaintext from a TLS session without waiting: `Some(0)` at the client's end,
 /// `None` when the socket has nothing more now (its readiness is then cleared).
 pub(super) fn read_tls(
-    stream: &TcpStream,
+    stream: &dyn Socket,
     tls: &mut ServerConnection,
     buf: &mut [u8],
 ) -> Result<Option<usize>, TlsReadError> {
@@ -95,7 +96,7 @@ pub(super) fn read_tls(
             Ok(state) if state.plaintext_bytes_to_read() > 0 => continue,
             _ => {}
         }
-        match tls.read_tls(&mut Socket(stream)) {
+        match tls.read_tls(&mut NonBlocking(stream)) {
             Ok(_) => {}
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(None),
             Err(err) => return Err(err.into()),

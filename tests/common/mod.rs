@@ -50,6 +50,7 @@ impl TestServer {
             .map(|l| tokio::net::TcpListener::from_std(l).expect("register listener"))
             .collect();
         let addr = listeners[0].local_addr().expect("bound address");
+        let listeners = listeners.into_iter().map(server::Listener::Tcp).collect();
         let capture = Capture::default();
         let sink = Sink::start(Target::Memory(capture.clone())).expect("memory sink");
         let shutdown = Shutdown::new();
@@ -100,7 +101,10 @@ pub fn hubcat(args: &[&str]) -> Command {
 /// `hubcat serve` running as a child process.
 pub struct ServeProcess {
     pub child: Child,
+    /// The address it listens on (unspecified when it listens on a Unix socket).
     pub addr: SocketAddr,
+    /// What follows `listening on`, as printed.
+    pub listening: String,
     /// stderr lines after `listening on`, as they arrive.
     pub events: mpsc::Receiver<String>,
     /// stderr lines read so far.
@@ -132,15 +136,19 @@ impl ServeProcess {
         let events = forward_lines(child.stderr.take().expect("stderr is piped"));
         let data = forward_lines(child.stdout.take().expect("stdout is piped"));
         let mut stderr_seen = Vec::new();
-        let addr = loop {
+        let listening = loop {
             let line = events.recv_timeout(LIMIT).expect("hubcat serve prints its address");
             stderr_seen.push(line.clone());
             if let Some(addr) = line.split("listening on ").nth(1) {
-                let addr = addr.trim_start_matches("udp ");
-                break addr.trim().parse().expect("a socket address follows `listening on`");
+                break addr.trim_start_matches("udp ").trim().to_string();
             }
         };
-        ServeProcess { child, addr, events, stderr_seen, data, data_seen: Vec::new(), output_file: None }
+        let addr = match listening.strip_prefix("unix:") {
+            Some(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
+            None => listening.parse().expect("a socket address follows `listening on`"),
+        };
+        let output_file = None;
+        ServeProcess { child, addr, listening, events, stderr_seen, data, data_seen: Vec::new(), output_file }
     }
 
     /// Waits until `count` lines of data are out, on stdout or in the output file.

@@ -12,6 +12,7 @@ use hubcat::config::{
     SlowClient, default_max_conns,
 };
 use hubcat::tls::{ServerTls, TlsSetupError, parse_fingerprint};
+use hubcat::unix::UnixAddr;
 use hubcat::{ConnectConfig, Format, ServerConfig, ServerSettings, Style};
 
 /// A multi-client TCP server and client: see, record or relay what many clients send.
@@ -95,6 +96,7 @@ pub enum SlowClientArg {
 pub struct ServeArgs {
     /// Host to listen on: a name (every address it resolves to), an IPv4 or IPv6 address
     /// (`::` = every interface, IPv4 too), or HOST:PORT; a lone number is taken as the port.
+    /// `unix:/path/sock` listens on a Unix socket, `unix:@name` on a Linux abstract name.
     #[arg(default_value = DEFAULT_HOST)]
     pub host: String,
     /// Port to listen on, 50000 when not given; 0 picks a free one (printed at start).
@@ -181,6 +183,10 @@ pub struct ServeArgs {
     /// Only receive: close each connection's sending side at once (no greeting, no notice).
     #[arg(long)]
     pub recv_only: bool,
+    /// Unix socket: the socket file's permissions, in octal (660: owner and group may connect)
+    /// [default: as the umask leaves them].
+    #[arg(long, value_name = "OCTAL", value_parser = parse_mode)]
+    pub unix_mode: Option<u32>,
     /// Speak TLS with this certificate chain (PEM; re-read on SIGHUP); needs --tls-key.
     #[arg(long, value_name = "FILE", requires = "tls_key", conflicts_with_all = ["udp", "tls_self_signed"])]
     pub tls_cert: Option<PathBuf>,
@@ -208,7 +214,10 @@ impl ServeArgs {
             return Ok(None);
         }
         let (host, _) = self.host_and_port();
-        let mut names = vec![host.trim_matches(|c| c == '[' || c == ']').to_string()];
+        let mut names = match UnixAddr::parse(&self.host) {
+            Some(_) => Vec::new(),
+            None => vec![host.trim_matches(|c| c == '[' || c == ']').to_string()],
+        };
         for name in ["localhost", "127.0.0.1", "::1"] {
             if !names.iter().any(|n| n == name) {
                 names.push(name.to_string());
@@ -221,6 +230,27 @@ impl ServeArgs {
     /// The --allow/--deny rules, files read now.
     pub fn access_rules(&self) -> Result<AccessRules, hubcat::access::RuleError> {
         AccessRules::load(&self.allow, &self.deny, &self.allow_file, &self.deny_file)
+    }
+
+    /// The Unix socket to listen on, when HOST is `unix:...`.
+    pub fn unix_addr(&self) -> Result<Option<UnixAddr>, clap::Error> {
+        let Some(parsed) = UnixAddr::parse(&self.host) else {
+            if self.unix_mode.is_some() {
+                return Err(usage_error("--unix-mode is for Unix sockets: serve unix:/path/sock"));
+            }
+            return Ok(None);
+        };
+        let addr = parsed.map_err(usage_error)?;
+        if let Some(port) = self.port {
+            return Err(usage_error(format!("{addr} is a Unix socket; it takes no port (drop {port})")));
+        }
+        if self.udp {
+            return Err(usage_error("--udp needs a host and port, not a Unix socket"));
+        }
+        if self.unix_mode.is_some() && matches!(addr, UnixAddr::Abstract(_)) {
+            return Err(usage_error("--unix-mode needs a socket file; an abstract name has no permissions"));
+        }
+        Ok(Some(addr))
     }
 
     /// What to listen on: HOST and PORT, or a HOST:PORT or a lone PORT in HOST's place.
@@ -283,6 +313,14 @@ impl ServeArgs {
     }
 }
 
+/// File permissions in octal, as chmod takes them (660, 0660).
+fn parse_mode(text: &str) -> Result<u32, String> {
+    match u32::from_str_radix(text, 8) {
+        Ok(mode) if mode <= 0o777 => Ok(mode),
+        _ => Err(format!("{text:?} is not a file mode like 660 (octal, at most 777)")),
+    }
+}
+
 /// `N` or `N/s`: connections per second.
 fn parse_rate(text: &str) -> Result<u32, String> {
     let number = text.strip_suffix("/s").unwrap_or(text);
@@ -292,7 +330,8 @@ fn parse_rate(text: &str) -> Result<u32, String> {
 /// Arguments of `hubcat connect`.
 #[derive(Debug, Args)]
 pub struct ConnectArgs {
-    /// Server host: a name (each address tried in turn), an IPv4 or IPv6 address, or HOST:PORT.
+    /// Server host: a name (each address tried in turn), an IPv4 or IPv6 address, or HOST:PORT;
+    /// `unix:/path/sock` or `unix:@name` for a Unix socket.
     pub host: String,
     /// Server port.
     pub port: Option<u16>,
@@ -342,6 +381,19 @@ pub struct ConnectArgs {
 }
 
 impl ConnectArgs {
+    /// The Unix socket to dial, when HOST is `unix:...`.
+    pub fn unix_addr(&self) -> Result<Option<UnixAddr>, clap::Error> {
+        let Some(parsed) = UnixAddr::parse(&self.host) else { return Ok(None) };
+        let addr = parsed.map_err(usage_error)?;
+        if let Some(port) = self.port {
+            return Err(usage_error(format!("{addr} is a Unix socket; it takes no port (drop {port})")));
+        }
+        if self.udp || self.tls {
+            return Err(usage_error("--udp and --tls need a host and port, not a Unix socket"));
+        }
+        Ok(Some(addr))
+    }
+
     /// The target: HOST and PORT, or HOST:PORT in HOST's place.
     pub fn target(&self) -> Result<(String, u16), clap::Error> {
         match self.port {

@@ -15,9 +15,14 @@ const EXIT_SERVER_ENDED: u8 = 3;
 
 /// Dials and runs the session; see the module docs of `hubcat::client` for the behaviour.
 pub async fn connect(args: ConnectArgs) -> ExitCode {
-    let (host, port) = match args.target() {
-        Ok(target) => target,
+    let unix = match args.unix_addr() {
+        Ok(unix) => unix,
         Err(err) => err.exit(),
+    };
+    let (host, port) = match (&unix, args.target()) {
+        (Some(_), _) => (String::new(), 0),
+        (None, Ok(target)) => target,
+        (None, Err(err)) => err.exit(),
     };
     let config = args.config();
     let interactive = std::io::stdin().is_terminal();
@@ -38,6 +43,18 @@ pub async fn connect(args: ConnectArgs) -> ExitCode {
             return ExitCode::SUCCESS;
         };
         client::udp_session(socket, input, output, mode, escape, config.udp_wait).await.map_err(|e| (peer, e))
+    } else if let Some(addr) = unix {
+        let stream = match hubcat::unix::dial_unix(&addr, config.dial_timeout).await {
+            Ok(stream) => stream,
+            Err(err) => return fail(err),
+        };
+        let peer = addr.to_string();
+        let direction = direction(&args);
+        let Some(mode) = session_mode(&mut input, &args, direction, interactive, &peer, "").await else {
+            return ExitCode::SUCCESS;
+        };
+        let options = SessionOptions { escape, crlf: args.crlf, direction };
+        client::tcp_session(stream, input, output, mode, options).await.map_err(|e| (peer, e))
     } else {
         let stream = match client::dial_tcp(&host, port, &config).await {
             Ok(stream) => stream,
@@ -60,19 +77,10 @@ pub async fn connect(args: ConnectArgs) -> ExitCode {
             None => Wire::Plain(stream),
         };
         let transport = if matches!(stream, Wire::Tls(_)) { "tls " } else { transport };
-        let direction = match (args.send_only, args.recv_only) {
-            (true, _) => Direction::SendOnly,
-            (_, true) => Direction::RecvOnly,
-            _ => Direction::Both,
-        };
-        let mode = if direction == Direction::RecvOnly {
-            InputMode::Raw
-        } else {
-            match input_mode(&mut input, config.name.clone(), args.chat, interactive, &peer, transport).await
-            {
-                Some(mode) => mode,
-                None => return ExitCode::SUCCESS,
-            }
+        let direction = direction(&args);
+        let Some(mode) = session_mode(&mut input, &args, direction, interactive, &peer, transport).await
+        else {
+            return ExitCode::SUCCESS;
         };
         let options = SessionOptions { escape, crlf: args.crlf, direction };
         match stream {
@@ -98,6 +106,33 @@ pub async fn connect(args: ConnectArgs) -> ExitCode {
 enum Wire {
     Plain(tokio::net::TcpStream),
     Tls(Box<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>),
+}
+
+/// Which ways bytes go, from --send-only and --recv-only.
+fn direction(args: &ConnectArgs) -> Direction {
+    match (args.send_only, args.recv_only) {
+        (true, _) => Direction::SendOnly,
+        (_, true) => Direction::RecvOnly,
+        _ => Direction::Both,
+    }
+}
+
+/// What is sent: raw when only receiving, otherwise as [`input_mode`] picks.
+async fn session_mode<R>(
+    input: &mut BufReader<R>,
+    args: &ConnectArgs,
+    direction: Direction,
+    interactive: bool,
+    peer: &str,
+    transport: &str,
+) -> Option<InputMode>
+where
+    R: tokio::io::AsyncRead + Unpin,
+{
+    if direction == Direction::RecvOnly {
+        return Some(InputMode::Raw);
+    }
+    input_mode(input, args.name.clone(), args.chat, interactive, peer, transport).await
 }
 
 fn server_ended(what: &str) -> ExitCode {

@@ -6,8 +6,9 @@ use hubcat::access::Access;
 use hubcat::addr::{bind_tcp, bind_udp, resolve};
 use hubcat::config::default_max_conns;
 use hubcat::output::SinkError;
-use hubcat::server::{self, ServeError};
+use hubcat::server::{self, Listener, ServeError};
 use hubcat::tls::ServerTls;
+use hubcat::unix::bind_unix;
 use hubcat::{Shutdown, Sink, Target};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
@@ -40,10 +41,17 @@ pub async fn serve(args: ServeArgs) -> ExitCode {
             default_max_conns(open_files)
         );
     }
+    let unix = match args.unix_addr() {
+        Ok(unix) => unix,
+        Err(err) => err.exit(),
+    };
     let (host, port) = args.host_and_port();
-    let addrs = match resolve(&host, port).await {
-        Ok(addrs) => addrs,
-        Err(err) => return fail(err),
+    let addrs = match &unix {
+        Some(_) => Vec::new(),
+        None => match resolve(&host, port).await {
+            Ok(addrs) => addrs,
+            Err(err) => return fail(err),
+        },
     };
     let target = match &args.output {
         Some(path) => Target::File(path.clone()),
@@ -75,15 +83,23 @@ pub async fn serve(args: ServeArgs) -> ExitCode {
         }
         server::run_udp(sockets, config, sink, shutdown).await
     } else {
-        let listeners =
-            match bind_tcp(&addrs).and_then(|l| into_tokio(l, tokio::net::TcpListener::from_std, &addrs)) {
-                Ok(listeners) => listeners,
-                Err(err) => return fail(err),
-            };
+        let listeners = match &unix {
+            Some(addr) => bind_unix(addr, args.unix_mode)
+                .and_then(|binding| {
+                    Listener::unix(binding)
+                        .map_err(|source| hubcat::NetError::ListenUnix { addr: addr.to_string(), source })
+                })
+                .map(|listener| vec![listener]),
+            None => bind_tcp(&addrs)
+                .and_then(|l| into_tokio(l, tokio::net::TcpListener::from_std, &addrs))
+                .map(|listeners| listeners.into_iter().map(Listener::Tcp).collect()),
+        };
+        let listeners = match listeners {
+            Ok(listeners) => listeners,
+            Err(err) => return fail(err),
+        };
         for listener in &listeners {
-            if let Ok(addr) = listener.local_addr() {
-                info!("listening on {addr}");
-            }
+            info!("listening on {}", listener.label());
         }
         server::run(listeners, config, sink, shutdown).await
     };
