@@ -79,6 +79,30 @@ pub enum Mode {
     Chat,
     /// Relay the raw bytes of each client to all the others.
     Broker,
+    /// Run a command per connection, the client on its stdin and stdout (`--exec`).
+    Exec,
+}
+
+/// The command `--exec` runs for each connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecCommand {
+    /// The program, looked up in `PATH`.
+    pub program: String,
+    /// Its arguments.
+    pub args: Vec<String>,
+}
+
+impl ExecCommand {
+    /// `CMD` run by `sh -c`, so shell syntax and `$TCPREMOTEIP` work.
+    pub fn shell(command: &str) -> Self {
+        ExecCommand { program: "sh".into(), args: vec!["-c".into(), command.into()] }
+    }
+
+    /// `CMD` split at whitespace and run without a shell (like ncat's `--exec`).
+    pub fn argv(command: &str) -> Option<Self> {
+        let mut words = command.split_whitespace().map(String::from);
+        Some(ExecCommand { program: words.next()?, args: words.collect() })
+    }
 }
 
 /// What happens to a chat or broker client whose queue is full.
@@ -157,6 +181,11 @@ pub struct ServerSettings {
     pub tls: Option<ServerTls>,
     /// Only receive: each connection's sending side is closed as it is accepted (print mode).
     pub recv_only: bool,
+    /// Only send: what clients send is neither recorded nor answered; a print-mode connection
+    /// closes once its greeting is out, an exec one when its command is done.
+    pub send_only: bool,
+    /// The command of [`Mode::Exec`].
+    pub exec: Option<ExecCommand>,
 }
 
 impl Default for ServerSettings {
@@ -182,6 +211,8 @@ impl Default for ServerSettings {
             access: Access::default(),
             tls: None,
             recv_only: false,
+            send_only: false,
+            exec: None,
         }
     }
 }
@@ -254,7 +285,16 @@ impl ServerSettings {
             ));
         }
         if self.recv_only && (self.mode != Mode::Print || self.greeting.is_some() || self.tls.is_some()) {
-            return Err("--recv-only works in --mode print, without --greeting or TLS".into());
+            return Err("--recv-only works in --mode print, without --greeting, --exec or TLS".into());
+        }
+        if self.send_only && !matches!(self.mode, Mode::Print | Mode::Exec) {
+            return Err("--send-only works in --mode print (the greeting, then close) or with --exec".into());
+        }
+        if self.send_only && self.recv_only {
+            return Err("--send-only and --recv-only leave nothing to do together".into());
+        }
+        if (self.mode == Mode::Exec) != self.exec.is_some() {
+            return Err("--exec runs a command per connection in place of --mode".into());
         }
         let timeouts = [self.idle_timeout, self.max_duration, self.first_byte_timeout];
         if timeouts.iter().flatten().any(|d| d.is_zero()) || self.slow_timeout.is_zero() {

@@ -287,6 +287,11 @@ pub(crate) enum Event<'a> {
         /// Which cap.
         reason: &'a str,
     },
+    /// Bytes sent to the client by an `--exec` command, as read from its output.
+    Sent {
+        /// The bytes.
+        data: &'a [u8],
+    },
     /// A client left: why, and what it sent.
     Disconnect {
         /// Why the connection ended, in words (`closed by client`, `reset by client`...).
@@ -311,6 +316,10 @@ pub(crate) fn json_event(out: &mut Vec<u8>, origin: Origin, event: Event<'_>) {
             json_head(out, origin, "refused");
             out.extend_from_slice(b",\"reason\":");
             let _ = serde_json::to_writer(&mut *out, reason);
+        }
+        Event::Sent { data } => {
+            json_head(out, origin, "sent");
+            json_text_fields(out, data, false);
         }
         Event::Disconnect { reason, bytes, lines } => {
             json_head(out, origin, "disconnect");

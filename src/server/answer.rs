@@ -1,5 +1,5 @@
 //! What a connection writes back to its client, by mode: nothing (print), its own bytes
-//! (echo), or the room's messages (chat, broker). The connection core (`conn.rs`) calls these
+//! (echo), the room's messages (chat, broker), or a command's output (exec). The connection core (`conn.rs`) calls these
 //! at fixed points of its life; the state is boxed and made on first use, so an idle client
 //! holds none of it.
 
@@ -7,10 +7,13 @@ use std::task::{Context, Poll};
 
 use super::Shared;
 use super::echo::Echo;
+use super::exec::Exec;
 use super::relay::Relay;
+use super::socket::Socket;
 use super::transcript::End;
 use super::wire::Wire;
 use crate::config::Mode;
+use crate::output::Origin;
 
 /// The state of a mode that answers its client.
 pub(super) enum Answer {
@@ -18,15 +21,33 @@ pub(super) enum Answer {
     Echo(Echo),
     /// `--mode chat` and `--mode broker`: the client's place in the room.
     Relay(Relay),
+    /// `--exec`: the connection's command (boxed: the other modes' answers stay small).
+    Exec(Box<Exec>),
 }
 
 impl Answer {
     /// Once the greeting is out: a broker client joins the room (not before, or a client that
-    /// does not take its greeting would be a reader nobody watches).
-    pub fn greeted(answer: &mut Option<Box<Answer>>, shared: &Shared, id: u64) {
-        if answer.is_none() && shared.config.mode == Mode::Broker {
-            *answer = Some(Box::new(Answer::Relay(Relay::join_broker(shared, id))));
+    /// does not take its greeting would be a reader nobody watches); an exec client's command
+    /// starts. An error when the command cannot be run.
+    pub fn greeted(
+        answer: &mut Option<Box<Answer>>,
+        shared: &Shared,
+        origin: Origin,
+        socket: &dyn Socket,
+    ) -> Result<(), End> {
+        if answer.is_some() {
+            return Ok(());
         }
+        let id = origin.conn.unwrap_or(0);
+        match shared.config.mode {
+            Mode::Broker => *answer = Some(Box::new(Answer::Relay(Relay::join_broker(shared, id)))),
+            Mode::Exec => {
+                let local = super::socket::local_addr(socket);
+                *answer = Some(Box::new(Answer::Exec(Box::new(Exec::spawn(shared, origin, local)?))));
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     /// Acts on input read earlier and held back while the room was congested; true when there
@@ -54,7 +75,7 @@ impl Answer {
         let answer = answer.get_or_insert_with(|| Box::new(Answer::Relay(Relay::new())));
         match answer.as_mut() {
             Answer::Relay(relay) => relay,
-            Answer::Echo(_) => unreachable!("a connection keeps its mode"),
+            _ => unreachable!("a connection keeps its mode"),
         }
     }
 
@@ -62,7 +83,7 @@ impl Answer {
         let answer = answer.get_or_insert_with(|| Box::new(Answer::Echo(Echo::default())));
         match answer.as_mut() {
             Answer::Echo(echo) => echo,
-            Answer::Relay(_) => unreachable!("a connection keeps its mode"),
+            _ => unreachable!("a connection keeps its mode"),
         }
     }
 
@@ -86,6 +107,10 @@ impl Answer {
                 relay.poll_health(shared, id, cx)?;
                 relay.is_idle_outsider()
             }
+            Some(Answer::Exec(exec)) => {
+                exec.poll_write(wire, shared, cx)?;
+                false
+            }
         };
         if idle {
             // Nothing owed and nothing to remember: an idle client keeps none of it.
@@ -105,6 +130,8 @@ impl Answer {
             None => Ok(()),
             Some(Answer::Echo(echo)) => echo.poll_write(wire, cx),
             Some(Answer::Relay(relay)) => relay.poll_write(wire, &shared.room, cx),
+            // The command's output is all sent before an exec connection ends.
+            Some(Answer::Exec(_)) => Ok(()),
         };
         if written.is_err() {
             return Poll::Ready(());
@@ -133,6 +160,9 @@ impl Answer {
             Some(Answer::Echo(echo)) if echo.has_unsent() => Poll::Pending,
             Some(Answer::Echo(_)) => Poll::Ready(()),
             Some(Answer::Relay(relay)) => relay.poll_open(&shared.room, id, cx),
+            // Woken by the command taking its input, or by its output.
+            Some(Answer::Exec(exec)) if exec.ready_for_input() => Poll::Ready(()),
+            Some(Answer::Exec(_)) => Poll::Pending,
         }
     }
 
@@ -161,18 +191,32 @@ impl Answer {
                 super::chat::received(Answer::relay(answer), shared, id, data);
                 Ok(())
             }
+            Mode::Exec => {
+                if let Some(Answer::Exec(exec)) = answer.as_deref_mut() {
+                    exec.received(data);
+                }
+                Ok(())
+            }
         }
     }
 
-    /// The client closed its sending side: how the connection ends.
-    pub fn input_ended(answer: &mut Option<Box<Answer>>, shared: &Shared, id: u64) -> End {
-        if let Some(Answer::Relay(relay)) = answer.as_deref_mut() {
-            super::chat::input_ended(relay, shared, id);
-            if relay.quit {
-                return End::Quit;
+    /// The client closed its sending side: how the connection ends, or `None` when it goes on
+    /// (an exec command still has output to send).
+    pub fn input_ended(answer: &mut Option<Box<Answer>>, shared: &Shared, id: u64) -> Option<End> {
+        match answer.as_deref_mut() {
+            Some(Answer::Relay(relay)) => {
+                super::chat::input_ended(relay, shared, id);
+                if relay.quit {
+                    return Some(End::Quit);
+                }
             }
+            Some(Answer::Exec(exec)) => {
+                exec.input_ended();
+                return None;
+            }
+            _ => {}
         }
-        End::ClosedByClient
+        Some(End::ClosedByClient)
     }
 
     /// True when a chat client asked to leave.
@@ -186,13 +230,15 @@ impl Answer {
             None => false,
             Some(Answer::Echo(echo)) => echo.has_unsent(),
             Some(Answer::Relay(relay)) => relay.has_unsent(),
+            Some(Answer::Exec(exec)) => exec.has_unsent(),
         }
     }
 
     /// Queues the shutdown notice behind what the client is owed.
     pub fn notice(answer: &mut Option<Box<Answer>>, shared: &Shared, notice: &[u8]) {
         match shared.config.mode {
-            Mode::Print => {}
+            // The command owns what its client reads: nothing may be put in the middle of it.
+            Mode::Print | Mode::Exec => {}
             Mode::Echo => Answer::echo(answer).queue(notice),
             Mode::Chat | Mode::Broker => Answer::relay(answer).reply(shared, notice),
         }
@@ -200,8 +246,10 @@ impl Answer {
 
     /// Leaves the room (once), telling the others in chat mode.
     pub fn leave(answer: &mut Option<Box<Answer>>, shared: &Shared, id: u64, end: &End) {
-        if let Some(Answer::Relay(relay)) = answer.as_deref_mut() {
-            relay.leave(shared, id, end);
+        match answer.as_deref_mut() {
+            Some(Answer::Relay(relay)) => relay.leave(shared, id, end),
+            Some(Answer::Exec(exec)) => exec.leave(end),
+            _ => {}
         }
     }
 }

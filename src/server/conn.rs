@@ -29,7 +29,7 @@ use tracing::{debug, info};
 use super::Shared;
 use super::answer::Answer;
 use super::registry::Phase;
-use super::socket::{self, Stream};
+use super::socket::{self, Socket, Stream};
 use super::timer::Deadlines;
 use super::transcript::{End, Transcript};
 use super::wire::{TlsReadError, Wire, read_tls};
@@ -77,6 +77,8 @@ struct Extras {
     ending: Option<(End, Pin<Box<Sleep>>)>,
     /// The TLS session, on a TLS listener.
     tls: Option<Box<rustls::ServerConnection>>,
+    /// The server's side is shut and what the client still sends is read and dropped.
+    lingering: bool,
     /// The finished handshake was reported.
     tls_reported: bool,
 }
@@ -152,8 +154,18 @@ impl<S: Stream> Connection<S> {
                     let limit_passed = limit.as_mut().poll(cx).is_ready();
                     let mut wire = Wire { stream: &self.stream, tls: extras.tls.as_deref_mut() };
                     let flushed = Answer::poll_flush(&mut self.answer, &mut wire, &self.shared, cx);
-                    if limit_passed || !matches!(flushed, Poll::Pending) {
+                    if limit_passed || (flushed.is_ready() && !lingers(&end)) {
                         return Poll::Ready(end);
+                    }
+                    if flushed.is_ready() {
+                        if !extras.lingering {
+                            extras.lingering = true;
+                            wire.close();
+                            socket::shutdown(&self.stream, std::net::Shutdown::Write);
+                        }
+                        if poll_drained(&self.stream, cx).is_ready() {
+                            return Poll::Ready(end);
+                        }
                     }
                     extras.ending = Some((end, limit));
                     return Poll::Pending;
@@ -164,6 +176,7 @@ impl<S: Stream> Connection<S> {
                     }
                 }
             }
+            let origin = self.origin();
             let mut wire =
                 Wire { stream: &self.stream, tls: self.extras.as_mut().and_then(|e| e.tls.as_deref_mut()) };
             if wire.has_unsent() {
@@ -178,7 +191,19 @@ impl<S: Stream> Connection<S> {
             // client joins the room only afterwards.
             let handshaking = wire.tls.as_deref().is_some_and(|tls| tls.is_handshaking());
             if !handshaking {
-                Answer::greeted(&mut self.answer, &self.shared, self.id);
+                if self.shared.config.send_only && self.shared.config.mode == Mode::Print {
+                    // The greeting was all there was to send.
+                    if self.begin_ending(End::Sent) {
+                        return Poll::Ready(self.take_ending());
+                    }
+                    continue;
+                }
+                if let Err(end) = Answer::greeted(&mut self.answer, &self.shared, origin, &self.stream) {
+                    if self.begin_ending(end) {
+                        return Poll::Ready(self.take_ending());
+                    }
+                    continue;
+                }
             }
             if let Err(end) = Answer::poll_write(&mut self.answer, &mut wire, &self.shared, self.id, cx) {
                 return Poll::Ready(end);
@@ -210,7 +235,6 @@ impl<S: Stream> Connection<S> {
                 (Mode::Chat | Mode::Broker, _) => self.shared.config.relay_read_bytes(),
                 _ => READ_BUFFER_BYTES,
             };
-            let origin = self.origin();
             let (stream, transcript, shared, answer) =
                 (&mut self.stream, &mut self.transcript, &self.shared, &mut self.answer);
             let mut no_report = true;
@@ -247,7 +271,7 @@ impl<S: Stream> Connection<S> {
                     *tls_reported = true;
                     report_tls(shared, origin, tls.as_deref());
                 }
-                if n > 0 {
+                if n > 0 && !shared.config.send_only {
                     let mut wire = Wire { stream: &*stream, tls };
                     // Answer first: the client waits for it, the transcript does not.
                     let answered = Answer::received(answer, &mut wire, shared, id, data);
@@ -260,7 +284,10 @@ impl<S: Stream> Connection<S> {
                 Ok(n)
             });
             let end = match result {
-                Ok(0) => Answer::input_ended(&mut self.answer, &self.shared, self.id),
+                Ok(0) => match Answer::input_ended(&mut self.answer, &self.shared, self.id) {
+                    Some(end) => end,
+                    None => continue,
+                },
                 Ok(usize::MAX) => continue,
                 Ok(_) => {
                     if let Some(deadlines) = self.extras.as_mut().and_then(|e| e.deadlines.as_mut()) {
@@ -284,12 +311,13 @@ impl<S: Stream> Connection<S> {
     /// sending them for a moment; false when that is what happens now.
     fn begin_ending(&mut self, end: End) -> bool {
         Answer::leave(&mut self.answer, &self.shared, self.id, &end);
-        let graceful = matches!(end, End::ClosedByClient | End::Quit);
+        let graceful = matches!(end, End::ClosedByClient | End::Quit | End::CommandDone(_) | End::Sent);
         let extras = self.extras.get_or_insert_default();
         let tls_owed = extras.tls.as_deref().is_some_and(|tls| tls.wants_write());
         let owed = graceful && (Answer::has_unsent(&self.answer) || tls_owed);
+        let linger = lingers(&end);
         extras.ending = Some((end, Box::pin(sleep(RELAY_FLUSH_LIMIT))));
-        !owed
+        !owed && !linger
     }
 
     fn take_ending(&mut self) -> End {
@@ -312,6 +340,31 @@ impl<S: Stream> Connection<S> {
             Answer::notice(&mut self.answer, &self.shared, notice);
         }
     }
+}
+
+/// True for ends where the server closes while the client may still be sending: closing
+/// with unread bytes would reset the connection, and the client could lose the last of what
+/// it was sent. Instead the server shuts its side and reads until the client closes too
+/// (a lingering close), for at most `RELAY_FLUSH_LIMIT`.
+fn lingers(end: &End) -> bool {
+    matches!(end, End::Sent | End::CommandDone(_) | End::Command(_))
+}
+
+/// Reads and drops what the client still sends; ready at its end (or a failure).
+fn poll_drained(stream: &dyn Socket, cx: &mut Context<'_>) -> Poll<()> {
+    READ_BUFFER.with_borrow_mut(|buffer| {
+        loop {
+            if ready!(stream.poll_read_ready(cx)).is_err() {
+                return Poll::Ready(());
+            }
+            match stream.try_read(buffer) {
+                Ok(0) => return Poll::Ready(()),
+                Ok(_) => {}
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return Poll::Ready(()),
+            }
+        }
+    })
 }
 
 /// True for the first bytes of a TLS ClientHello: a handshake record (22), version 3.x, and a

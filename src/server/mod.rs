@@ -6,7 +6,9 @@
 //! | `accept` | the accept loop: access rules, rate, caps, backoff, the reserve descriptor |
 //! | `conn` | one connection's life, the same in every mode (the hand-written future) |
 //! | `wire` | a connection's bytes on the socket, plain or through TLS (rustls, sans-IO) |
-//! | `answer` | what a mode writes back: dispatch to `echo` or `relay` |
+//! | `answer` | what a mode writes back: dispatch to `echo`, `relay` or `exec` |
+//! | `exec` | `--exec`: a command per connection, its pipes, signals and reaping |
+//! | `socket` | TCP and Unix streams and listeners, as the core uses them |
 //! | `relay`, `outbox`, `room`, `chat` | a relay client's own side; its queue and health; the room and its gate; chat lines |
 //! | `registry`, `timer`, `transcript`, `stats`, `rate` | slots and phase; deadlines; records and close reasons; counters; connects per address |
 
@@ -15,6 +17,7 @@ mod answer;
 mod chat;
 mod conn;
 mod echo;
+mod exec;
 mod outbox;
 mod rate;
 mod registry;

@@ -77,6 +77,12 @@ pub(super) fn shutdown(socket: &dyn Socket, how: std::net::Shutdown) {
     let _ = socket2::SockRef::from(&fd).shutdown(how);
 }
 
+/// The local address of a TCP connection (`None` for a Unix socket).
+pub(super) fn local_addr(socket: &dyn Socket) -> Option<std::net::SocketAddr> {
+    let fd = socket.fd();
+    socket2::SockRef::from(&fd).local_addr().ok()?.as_socket()
+}
+
 /// The credentials of a Unix-socket client, as its label.
 pub(super) fn local_peer(stream: &UnixStream) -> Peer {
     match stream.peer_cred() {

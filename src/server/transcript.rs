@@ -38,6 +38,12 @@ pub enum End {
     NotTls,
     /// A TLS client on a plaintext port: its hello is not recorded as data.
     TlsOnPlaintext,
+    /// `--exec`: the command could not be run.
+    Command(String),
+    /// `--exec`: the command's output ended and was sent; its exit status, when it exited.
+    CommandDone(Option<String>),
+    /// `--send-only` in print mode: the greeting is out, there is nothing more to send.
+    Sent,
 }
 
 impl End {
@@ -62,6 +68,10 @@ impl End {
             End::TooSlow => "disconnected: too slow to keep up with the room".into(),
             End::Tls(why) => format!("TLS failed: {why}"),
             End::NotTls => "not TLS: it sent plaintext to a TLS port (and was told so)".into(),
+            End::Command(why) => format!("closed: {why}"),
+            End::CommandDone(Some(status)) => format!("the command exited ({status})"),
+            End::CommandDone(None) => "the command closed its output".into(),
+            End::Sent => "closed by server: greeting sent (--send-only)".into(),
             End::TlsOnPlaintext => {
                 "closed: a TLS client on a plaintext port (serve with --tls-cert/--tls-key or --tls-self-signed)".into()
             }

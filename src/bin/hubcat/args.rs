@@ -8,8 +8,8 @@ use hubcat::access::{Access, AccessRules};
 use hubcat::client::tls::Verify;
 use hubcat::config::{
     DEFAULT_BUSY_MESSAGE, DEFAULT_CHUNK_BYTES, DEFAULT_DIAL_TIMEOUT, DEFAULT_GRACE, DEFAULT_HOST,
-    DEFAULT_MAX_LINE, DEFAULT_PORT, DEFAULT_RELAY_QUEUE_BYTES, DEFAULT_SLOW_TIMEOUT, DEFAULT_UDP_WAIT, Mode,
-    SlowClient, default_max_conns,
+    DEFAULT_MAX_LINE, DEFAULT_PORT, DEFAULT_RELAY_QUEUE_BYTES, DEFAULT_SLOW_TIMEOUT, DEFAULT_UDP_WAIT,
+    ExecCommand, Mode, SlowClient, default_max_conns,
 };
 use hubcat::tls::{ServerTls, TlsSetupError, parse_fingerprint};
 use hubcat::unix::UnixAddr;
@@ -183,6 +183,19 @@ pub struct ServeArgs {
     /// Only receive: close each connection's sending side at once (no greeting, no notice).
     #[arg(long)]
     pub recv_only: bool,
+    /// Only send: ignore what clients send (not recorded). In print mode each client gets the
+    /// greeting and is closed; with --exec the command's stdin is empty.
+    #[arg(long, conflicts_with = "recv_only")]
+    pub send_only: bool,
+    /// Run CMD (with `sh -c`) for each connection, the client on its stdin and stdout, its
+    /// stderr in the event log. Environment as tcpserver sets it: PROTO, TCPREMOTEIP,
+    /// TCPREMOTEPORT, TCPLOCALIP, TCPLOCALPORT; and HUBCAT_CONN_ID. When the client goes,
+    /// the command gets SIGHUP, then SIGKILL after --grace.
+    #[arg(long, value_name = "CMD", conflicts_with_all = ["mode", "udp", "recv_only", "exec_argv"])]
+    pub exec: Option<String>,
+    /// Like --exec, without a shell: CMD is split at spaces (like ncat --exec).
+    #[arg(long, value_name = "CMD", conflicts_with_all = ["mode", "udp", "recv_only"])]
+    pub exec_argv: Option<String>,
     /// Unix socket: the socket file's permissions, in octal (660: owner and group may connect)
     /// [default: as the umask leaves them].
     #[arg(long, value_name = "OCTAL", value_parser = parse_mode)]
@@ -275,8 +288,16 @@ impl ServeArgs {
                 Some(line(&format!("server shutting down; closing in {}", humantime::format_duration(grace))))
             }
         };
+        let exec = match (&self.exec, &self.exec_argv) {
+            (Some(command), _) => Some(ExecCommand::shell(command)),
+            (None, Some(command)) => {
+                Some(ExecCommand::argv(command).ok_or_else(|| usage_error("--exec-argv needs a command"))?)
+            }
+            (None, None) => None,
+        };
         let settings = ServerSettings {
             mode: match self.mode {
+                _ if exec.is_some() => Mode::Exec,
                 ModeArg::Print => Mode::Print,
                 ModeArg::Echo => Mode::Echo,
                 ModeArg::Chat => Mode::Chat,
@@ -304,6 +325,8 @@ impl ServeArgs {
             access: Access::new(self.access_rules().map_err(usage_error)?),
             tls,
             recv_only: self.recv_only,
+            send_only: self.send_only,
+            exec,
         };
         let config = ServerConfig::new(settings).map_err(usage_error)?;
         if self.udp && matches!(config.mode, Mode::Chat | Mode::Broker) {
