@@ -196,6 +196,13 @@ pub struct ServeArgs {
     /// Like --exec, without a shell: CMD is split at spaces (like ncat --exec).
     #[arg(long, value_name = "CMD", conflicts_with_all = ["mode", "udp", "recv_only"])]
     pub exec_argv: Option<String>,
+    /// After binding (as root, for ports below 1024), run as USER (a name or uid) before
+    /// accepting anyone; if that fails, do not serve. Commands of --exec run as USER too.
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+    /// With --user: the group to run as [default: USER's primary group].
+    #[arg(long, value_name = "GROUP", requires = "user")]
+    pub group: Option<String>,
     /// Unix socket: the socket file's permissions, in octal (660: owner and group may connect)
     /// [default: as the umask leaves them].
     #[arg(long, value_name = "OCTAL", value_parser = parse_mode)]

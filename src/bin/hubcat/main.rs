@@ -5,6 +5,7 @@
 mod args;
 mod bench;
 mod connect;
+mod privilege;
 mod serve;
 
 use std::io::IsTerminal;

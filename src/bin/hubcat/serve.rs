@@ -8,19 +8,26 @@ use hubcat::config::default_max_conns;
 use hubcat::output::SinkError;
 use hubcat::server::{self, Listener, ServeError};
 use hubcat::tls::ServerTls;
-use hubcat::unix::bind_unix;
+use hubcat::unix::{UnixAddr, bind_unix};
 use hubcat::{Shutdown, Sink, Target};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
 
 use crate::args::ServeArgs;
 use crate::fail;
+use crate::privilege::Identity;
 
 /// Runs the server until a signal, then drains and prints the summary.
 pub async fn serve(args: ServeArgs) -> ExitCode {
     // Each connection is a descriptor: take the most the system allows this process.
     let open_files =
         rlimit::increase_nofile_limit(u64::MAX).map_or(1024, |n| usize::try_from(n).unwrap_or(usize::MAX));
+    // Looked up first: a mistyped user fails before anything is bound.
+    let identity = match args.user.as_deref().map(|user| Identity::lookup(user, args.group.as_deref())) {
+        Some(Err(err)) => return fail(err),
+        Some(Ok(identity)) => Some(identity),
+        None => None,
+    };
     let tls = match args.server_tls() {
         Ok(tls) => tls,
         Err(err) => return fail(err),
@@ -76,6 +83,9 @@ pub async fn serve(args: ServeArgs) -> ExitCode {
                 Ok(sockets) => sockets,
                 Err(err) => return fail(err),
             };
+        if let Err(err) = become_user(identity.as_ref(), None) {
+            return fail(err);
+        }
         for socket in &sockets {
             if let Ok(addr) = socket.local_addr() {
                 info!("listening on udp {addr}");
@@ -98,6 +108,9 @@ pub async fn serve(args: ServeArgs) -> ExitCode {
             Ok(listeners) => listeners,
             Err(err) => return fail(err),
         };
+        if let Err(err) = become_user(identity.as_ref(), unix.as_ref()) {
+            return fail(err);
+        }
         for listener in &listeners {
             info!("listening on {}", listener.label());
         }
@@ -112,6 +125,20 @@ pub async fn serve(args: ServeArgs) -> ExitCode {
         Err(ServeError::Output(SinkError::Closed)) => ExitCode::SUCCESS,
         Err(err) => fail(err),
     }
+}
+
+/// With --user: drops to that identity, once everything is bound and before anything is
+/// accepted. A Unix socket file is handed over first, so the server can remove it at the end.
+fn become_user(identity: Option<&Identity>, unix: Option<&UnixAddr>) -> Result<(), String> {
+    let Some(identity) = identity else { return Ok(()) };
+    if let Some(UnixAddr::Path(path)) = unix {
+        let (uid, gid) = identity.ids();
+        std::os::unix::fs::chown(path, Some(uid), Some(gid))
+            .map_err(|err| format!("cannot hand {} to {identity}: {err}", path.display()))?;
+    }
+    identity.drop_privileges()?;
+    info!("running as {identity}");
+    Ok(())
 }
 
 fn output_name(args: &ServeArgs) -> String {
