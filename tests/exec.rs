@@ -190,3 +190,25 @@ fn send_only_ignores_the_client_and_closes_when_there_is_nothing_more_to_send() 
         assert_eq!(out.status.code(), Some(2), "{args:?}");
     }
 }
+
+#[test]
+fn shutdown_kills_commands_still_running_after_the_grace_period() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pid_file = dir.path().join("pid");
+    let command =
+        format!("echo $$ > {}; trap '' HUP; echo up; while :; do sleep 0.05; done", pid_file.display());
+    let mut server = ServeProcess::start(&["127.0.0.1", "0", "--grace", "200ms", "--exec", &command]);
+    let mut client = connect(&server);
+    let mut up = [0u8; 3];
+    client.read_exact(&mut up).expect("the command runs");
+    let pid: u32 = std::fs::read_to_string(&pid_file).expect("pid").trim().parse().expect("pid");
+    let started = Instant::now();
+    server.signal("TERM");
+    let stopped = server.finish();
+    assert!(stopped.status.success());
+    assert!(started.elapsed() < Duration::from_secs(3), "exit within the grace period and a moment");
+    eventually("the command is gone", || !std::path::Path::new(&format!("/proc/{pid}")).exists());
+    let mut rest = Vec::new();
+    let _ = client.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "no shutdown notice in the middle of the command's output: {rest:?}");
+}
