@@ -197,7 +197,7 @@ fn shutdown_kills_commands_still_running_after_the_grace_period() {
     let pid_file = dir.path().join("pid");
     let command =
         format!("echo $$ > {}; trap '' HUP; echo up; while :; do sleep 0.05; done", pid_file.display());
-    let mut server = ServeProcess::start(&["127.0.0.1", "0", "--grace", "200ms", "--exec", &command]);
+    let server = ServeProcess::start(&["127.0.0.1", "0", "--grace", "200ms", "--exec", &command]);
     let mut client = connect(&server);
     let mut up = [0u8; 3];
     client.read_exact(&mut up).expect("the command runs");
