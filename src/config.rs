@@ -186,6 +186,8 @@ pub struct ServerSettings {
     pub send_only: bool,
     /// The command of [`Mode::Exec`].
     pub exec: Option<ExecCommand>,
+    /// The web console's view of the server (`--web`); connections keep counters for it.
+    pub console: Option<crate::server::Console>,
 }
 
 impl Default for ServerSettings {
@@ -213,6 +215,7 @@ impl Default for ServerSettings {
             recv_only: false,
             send_only: false,
             exec: None,
+            console: None,
         }
     }
 }

@@ -14,6 +14,7 @@
 //! | [`unix`] | Unix-socket addresses, binding (stale files replaced, live ones kept), dialing |
 //! | [`server`] | `hubcat serve`: accept loop, connections, drain |
 //! | [`client`] | `hubcat connect`: dial with retries, interactive and piped sessions |
+//! | `web` | `serve --web`: the live console, /metrics and the JSON API (feature `web`) |
 //! | `bench` | `hubcat bench`: load scenarios against any TCP server on this machine (feature `bench`) |
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -33,6 +34,8 @@ pub mod server;
 pub mod shutdown;
 pub mod tls;
 pub mod unix;
+#[cfg(feature = "web")]
+pub mod web;
 
 pub use config::{ConnectConfig, ServerConfig, ServerSettings};
 pub use error::NetError;

@@ -292,3 +292,14 @@ fn an_echo_client_that_never_reads_cannot_hold_up_the_exit() {
 fn a_chat_client_that_never_reads_cannot_hold_up_the_exit() {
     a_client_that_never_reads_cannot_hold_up_the_exit("chat");
 }
+
+#[test]
+fn an_output_that_cannot_be_synced_still_stops_cleanly() {
+    // /dev/null takes writes but refuses fsync; that is no failure of the server's.
+    let server = ServeProcess::start(&["127.0.0.1", "0", "-o", "/dev/null"]);
+    let mut client = std::net::TcpStream::connect(server.addr).expect("connects");
+    std::io::Write::write_all(&mut client, b"into the void\n").expect("sends");
+    drop(client);
+    let stopped = server.stop();
+    assert!(stopped.status.success(), "{:?}", stopped.stderr);
+}

@@ -10,4 +10,4 @@ pub(crate) use escape::escape_text_into;
 pub(crate) use format::{Event, json_event};
 pub use format::{Format, Origin, Peer, Records, Style};
 pub(crate) use queue::{OwnedReservation, RecordSender, Reservation};
-pub use sink::{Capture, Sink, SinkError, Target};
+pub use sink::{Capture, Sink, SinkError, Target, Written};

@@ -51,6 +51,11 @@ pub struct RecordSender {
 }
 
 impl RecordSender {
+    /// Bytes queued for the writer now.
+    pub fn queued_bytes(&self) -> usize {
+        self.budget.queued.load(Ordering::Relaxed)
+    }
+
     /// Room for one batch now: `Full` when the queue is over either bound, `Closed` when the
     /// writer has stopped.
     pub fn try_reserve(&self) -> Result<Reservation<'_>, TrySendError<()>> {

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 
-use tokio::sync::oneshot;
+use tokio::sync::{broadcast, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::queue::{RecordReceiver, RecordSender, queue};
@@ -67,9 +67,24 @@ pub enum SinkError {
     },
 }
 
+/// Records as the sink wrote them, for live viewers (the web console): the bytes of one
+/// connection's read (whole records) and how many records came before them, so a viewer that
+/// fell behind knows how many it missed.
+#[derive(Clone, Debug)]
+pub struct Written {
+    /// Records (lines, in the text formats) written before these.
+    pub first: u64,
+    /// The records.
+    pub records: Arc<[u8]>,
+}
+
+/// How many batches of records a live viewer may fall behind before it skips some.
+const WATCH_DEPTH: usize = 1024;
+
 /// A running sink: its channel, and a way to learn that it failed or finished.
 pub struct Sink {
     tx: RecordSender,
+    watch: broadcast::Sender<Written>,
     failed: CancellationToken,
     done: oneshot::Receiver<Result<(), SinkError>>,
 }
@@ -81,11 +96,18 @@ impl Sink {
         let (tx, rx) = queue(SINK_QUEUE_DEPTH, SINK_QUEUE_BYTES);
         let failed = CancellationToken::new();
         let (done_tx, done) = oneshot::channel();
-        let writer = Writer { out, name, rx, failed: failed.clone() };
+        let (watch, _) = broadcast::channel(WATCH_DEPTH);
+        let writer = Writer { out, name, rx, failed: failed.clone(), watch: watch.clone(), watched: 0 };
         thread::Builder::new().name("hubcat-writer".into()).spawn(move || {
             let _ = done_tx.send(writer.run());
         })?;
-        Ok(Sink { tx, failed, done })
+        Ok(Sink { tx, watch, failed, done })
+    }
+
+    /// What is written from now on, as it is written. A viewer never slows the writer: one that
+    /// falls behind skips records, and learns how many from [`Written::first`].
+    pub fn watch(&self) -> broadcast::Sender<Written> {
+        self.watch.clone()
     }
 
     /// A sender for records; the writer stops once every sender is dropped.
@@ -153,7 +175,12 @@ fn open(target: &Target) -> io::Result<(String, Out)> {
             let _ = rustix::pipe::fcntl_setpipe_size(&file, PIPE_BYTES);
             ("standard output".to_string(), Out::File { file, sync: false })
         }
-        Target::File(path) => (display(path), Out::File { file: append(path)?, sync: true }),
+        Target::File(path) => {
+            let file = append(path)?;
+            // fsync is for files on disk; /dev/null or a FIFO would refuse it at the end.
+            let sync = file.metadata()?.is_file();
+            (display(path), Out::File { file, sync })
+        }
         Target::Memory(capture) => ("memory".to_string(), Out::Memory(capture.clone())),
     })
 }
@@ -171,6 +198,9 @@ struct Writer {
     name: String,
     rx: RecordReceiver,
     failed: CancellationToken,
+    watch: broadcast::Sender<Written>,
+    /// Records handed to viewers so far.
+    watched: u64,
 }
 
 impl Writer {
@@ -217,9 +247,22 @@ impl Writer {
             }
             self.out.write_all(&batch).map_err(|e| self.error(e))?;
             self.rx.written(bytes);
+            self.show(&batch);
             batch.clear();
         }
         self.out.finish().map_err(|e| self.error(e))
+    }
+
+    /// Hands what was written to the viewers, if there are any (one atomic load when not).
+    fn show(&mut self, batch: &[Vec<u8>]) {
+        if self.watch.receiver_count() == 0 {
+            return;
+        }
+        for records in batch {
+            let count = memchr::memchr_iter(b'\n', records).count() as u64;
+            let _ = self.watch.send(Written { first: self.watched, records: Arc::from(records.as_slice()) });
+            self.watched += count;
+        }
     }
 
     fn error(&self, source: io::Error) -> SinkError {

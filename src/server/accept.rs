@@ -46,6 +46,7 @@ pub(super) async fn accept_loop<L: Accept>(
                 admit(&shared, stream, peer, &mut turned_away).await;
             }
             Err(err) if is_transient_accept(&err) => {
+                shared.stats.add_accept_error(&err);
                 if is_out_of_descriptors(&err) {
                     refuse_with_reserve(&listener, &shared, &mut reserve, &mut turned_away).await;
                 }
@@ -68,21 +69,21 @@ async fn admit<S: Stream>(shared: &Arc<Shared>, stream: S, peer: Peer, turned_aw
     // Access rules and rates are about addresses; a Unix socket's file mode is its access rule.
     if peer.ip().is_some_and(|ip| !shared.config.access.permits(ip)) {
         // Closed before any greeting: a refused client learns nothing about the server.
-        turned_away.refused(Refusal::Denied, peer, shared.registry.len());
         shared.stats.add_denied();
         record_refusal(shared, peer, Refusal::Denied);
+        turned_away.refused(Refusal::Denied, peer, shared.registry.len());
         return;
     }
     if shared.rate.as_ref().zip(peer.ip()).is_some_and(|(rate, ip)| !rate.admit(ip)) {
-        turned_away.refused(Refusal::TooFast, peer, shared.registry.len());
         refuse(shared, &stream, peer, Refusal::TooFast);
+        turned_away.refused(Refusal::TooFast, peer, shared.registry.len());
         return;
     }
     let slot = match shared.registry.try_insert(peer.ip()) {
         Ok(slot) => slot,
         Err(refusal) => {
-            turned_away.refused(refusal, peer, shared.registry.len());
             refuse(shared, &stream, peer, refusal);
+            turned_away.refused(refusal, peer, shared.registry.len());
             return;
         }
     };
@@ -109,6 +110,7 @@ fn refuse(shared: &Shared, stream: &dyn Socket, peer: Peer, refusal: Refusal) {
 
 /// The JSON record of a client turned away, in formats that record events.
 fn record_refusal(shared: &Shared, peer: Peer, refusal: Refusal) {
+    shared.stats.add_refusal(refusal);
     if shared.config.style.format == Format::Json {
         let mut out = Vec::new();
         let reason = match refusal {
@@ -139,8 +141,8 @@ async fn refuse_with_reserve<L: Accept>(
     // Polled once, never waited on: the listener just reported a pending client.
     let accepted = poll_fn(|cx| Poll::Ready(listener.poll_accept(cx))).await;
     if let Poll::Ready(Ok((stream, peer))) = accepted {
-        burst.refused(Refusal::OutOfDescriptors, peer, shared.registry.len());
         refuse(shared, &stream, peer, Refusal::OutOfDescriptors);
+        burst.refused(Refusal::OutOfDescriptors, peer, shared.registry.len());
     }
     *reserve = File::open("/dev/null").ok();
 }

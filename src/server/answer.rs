@@ -244,6 +244,19 @@ impl Answer {
         }
     }
 
+    /// Queues a line from the web console for the client, behind what it is already owed.
+    pub fn console(answer: &mut Option<Box<Answer>>, shared: &Shared, text: &[u8]) {
+        match shared.config.mode {
+            Mode::Print | Mode::Echo => Answer::echo(answer).queue(text),
+            Mode::Chat | Mode::Broker => Answer::relay(answer).reply(shared, text),
+            Mode::Exec => {
+                if let Some(Answer::Exec(exec)) = answer.as_deref_mut() {
+                    exec.queue(text);
+                }
+            }
+        }
+    }
+
     /// Leaves the room (once), telling the others in chat mode.
     pub fn leave(answer: &mut Option<Box<Answer>>, shared: &Shared, id: u64, end: &End) {
         match answer.as_deref_mut() {

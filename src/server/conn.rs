@@ -28,6 +28,7 @@ use tracing::{debug, info};
 
 use super::Shared;
 use super::answer::Answer;
+use super::console::LiveConn;
 use super::registry::Phase;
 use super::socket::{self, Socket, Stream};
 use super::timer::Deadlines;
@@ -79,6 +80,8 @@ struct Extras {
     tls: Option<Box<rustls::ServerConnection>>,
     /// The server's side is shut and what the client still sends is read and dropped.
     lingering: bool,
+    /// The web console's view of this connection (with `--web`).
+    live: Option<Arc<LiveConn>>,
     /// The finished handshake was reported.
     tls_reported: bool,
 }
@@ -105,8 +108,9 @@ impl<S: Stream> Connection<S> {
                 None
             }
         });
-        let extras = (deadlines.is_some() || tls.is_some())
-            .then(|| Box::new(Extras { deadlines, tls, ..Extras::default() }));
+        let live = shared.config.console.as_ref().map(|console| console.open(id, peer, slot));
+        let extras = (deadlines.is_some() || tls.is_some() || live.is_some())
+            .then(|| Box::new(Extras { deadlines, tls, live, ..Extras::default() }));
         Connection {
             stream,
             shared,
@@ -152,7 +156,8 @@ impl<S: Stream> Connection<S> {
             if let Some(extras) = self.extras.as_mut() {
                 if let Some((end, mut limit)) = extras.ending.take() {
                     let limit_passed = limit.as_mut().poll(cx).is_ready();
-                    let mut wire = Wire { stream: &self.stream, tls: extras.tls.as_deref_mut() };
+                    let sent = extras.live.as_deref().map(|live| &live.bytes_out);
+                    let mut wire = Wire { stream: &self.stream, tls: extras.tls.as_deref_mut(), sent };
                     let flushed = Answer::poll_flush(&mut self.answer, &mut wire, &self.shared, cx);
                     if limit_passed || (flushed.is_ready() && !lingers(&end)) {
                         return Poll::Ready(end);
@@ -176,9 +181,16 @@ impl<S: Stream> Connection<S> {
                     }
                 }
             }
+            if let Some(mail) = self.extras.as_ref().and_then(|e| e.live.as_ref()).and_then(|l| l.take_mail())
+            {
+                if mail.kick {
+                    return Poll::Ready(End::Kicked);
+                }
+                Answer::console(&mut self.answer, &self.shared, &mail.text);
+            }
             let origin = self.origin();
-            let mut wire =
-                Wire { stream: &self.stream, tls: self.extras.as_mut().and_then(|e| e.tls.as_deref_mut()) };
+            let (tls, sent) = wire_parts(&mut self.extras);
+            let mut wire = Wire { stream: &self.stream, tls, sent };
             if wire.has_unsent() {
                 // TLS records the socket did not take at once (a handshake reply, say).
                 if let Poll::Ready(Err(err)) = wire.poll_write_ready(cx) {
@@ -238,9 +250,11 @@ impl<S: Stream> Connection<S> {
             let (stream, transcript, shared, answer) =
                 (&mut self.stream, &mut self.transcript, &self.shared, &mut self.answer);
             let mut no_report = true;
-            let (mut tls, tls_reported) = match self.extras.as_deref_mut() {
-                Some(Extras { tls: Some(tls), tls_reported, .. }) => (Some(&mut **tls), tls_reported),
-                _ => (None, &mut no_report),
+            let (mut tls, tls_reported, live) = match self.extras.as_deref_mut() {
+                Some(Extras { tls, tls_reported, live, .. }) => {
+                    (tls.as_deref_mut(), tls_reported, live.as_deref())
+                }
+                None => (None, &mut no_report, None),
             };
             let id = self.id;
             let result: Result<usize, End> = READ_BUFFER.with_borrow_mut(|buffer| {
@@ -272,10 +286,14 @@ impl<S: Stream> Connection<S> {
                     report_tls(shared, origin, tls.as_deref());
                 }
                 if n > 0 && !shared.config.send_only {
-                    let mut wire = Wire { stream: &*stream, tls };
+                    let mut wire = Wire { stream: &*stream, tls, sent: live.map(|live| &live.bytes_out) };
                     // Answer first: the client waits for it, the transcript does not.
                     let answered = Answer::received(answer, &mut wire, shared, id, data);
+                    let lines_before = transcript.lines();
                     let out = transcript.record(shared, origin, data);
+                    if let Some(live) = live {
+                        live.received(n, transcript.lines() - lines_before);
+                    }
                     if !out.is_empty() {
                         permit.send(out);
                     }
@@ -335,10 +353,21 @@ impl<S: Stream> Connection<S> {
         }
         if self.shared.config.mode == Mode::Print {
             let tls = self.extras.as_mut().and_then(|e| e.tls.as_deref_mut());
-            let _ = Wire { stream: &self.stream, tls }.try_write(notice);
+            let _ = Wire { stream: &self.stream, tls, sent: None }.try_write(notice);
         } else {
             Answer::notice(&mut self.answer, &self.shared, notice);
         }
+    }
+}
+
+/// The parts of a connection's `Wire` that live in its extras: the TLS session and the
+/// console's count of bytes sent.
+fn wire_parts(
+    extras: &mut Option<Box<Extras>>,
+) -> (Option<&mut rustls::ServerConnection>, Option<&std::sync::atomic::AtomicU64>) {
+    match extras.as_deref_mut() {
+        Some(Extras { tls, live, .. }) => (tls.as_deref_mut(), live.as_deref().map(|live| &live.bytes_out)),
+        None => (None, None),
     }
 }
 
@@ -443,7 +472,7 @@ impl<S: Stream> Future for Connection<S> {
             // The client was told already (an alert, or a plaintext line); nothing more to say.
         } else if !matches!(end, End::TooSlow) {
             let tls = this.extras.as_mut().and_then(|e| e.tls.as_deref_mut());
-            Wire { stream: &this.stream, tls }.close();
+            Wire { stream: &this.stream, tls, sent: None }.close();
         } else {
             // Reset rather than close: a reader that stopped would otherwise keep up to a queue's
             // worth of bytes in the kernel's send buffer until TCP gives up on it.
@@ -460,6 +489,11 @@ impl<S> Drop for Connection<S> {
     fn drop(&mut self) {
         // Also when the runtime drops the task unfinished: the room must not keep waiting for it.
         Answer::leave(&mut self.answer, &self.shared, self.id, &End::Shutdown);
+        if let (Some(console), Some(live)) =
+            (&self.shared.config.console, self.extras.as_ref().and_then(|e| e.live.as_deref()))
+        {
+            console.close(live);
+        }
         self.shared.registry.remove(self.slot, self.peer.ip());
     }
 }
@@ -474,7 +508,9 @@ fn poll_reserve<'a>(
         let permit = ready!(wait.as_mut().poll(cx));
         // Free the box too when it holds nothing else: an idle connection that once had to
         // wait keeps nothing of it.
-        if extras.as_ref().is_some_and(|e| e.deadlines.is_none() && e.ending.is_none() && e.tls.is_none()) {
+        if extras.as_ref().is_some_and(|e| {
+            e.deadlines.is_none() && e.ending.is_none() && e.tls.is_none() && e.live.is_none()
+        }) {
             *extras = None;
         } else if let Some(e) = extras.as_mut() {
             e.capacity = None;

@@ -139,6 +139,11 @@ impl Exec {
         self.input_ended = true;
     }
 
+    /// Queues `text` for the client, after the output it is owed (a line from the web console).
+    pub fn queue(&mut self, text: &[u8]) {
+        self.to_client.extend_from_slice(text);
+    }
+
     /// True while the client is owed some of the command's output.
     pub fn has_unsent(&self) -> bool {
         self.to_client_sent < self.to_client.len()

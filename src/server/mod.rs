@@ -10,12 +10,14 @@
 //! | `exec` | `--exec`: a command per connection, its pipes, signals and reaping |
 //! | `socket` | TCP and Unix streams and listeners, as the core uses them |
 //! | `relay`, `outbox`, `room`, `chat` | a relay client's own side; its queue and health; the room and its gate; chat lines |
+//! | `console` | the web console's view: live connections, metrics, lines and disconnects it sends |
 //! | `registry`, `timer`, `transcript`, `stats`, `rate` | slots and phase; deadlines; records and close reasons; counters; connects per address |
 
 mod accept;
 mod answer;
 mod chat;
 mod conn;
+mod console;
 mod echo;
 mod exec;
 mod outbox;
@@ -37,6 +39,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+pub use console::{ConnectionView, Console, Metrics, mode_name};
 pub use stats::Summary;
 pub use udp::run_udp;
 
@@ -124,6 +127,9 @@ pub async fn run(
 ) -> Result<Summary, ServeError> {
     let grace = config.grace;
     let shared = Arc::new(Shared::new(config, sink.sender()));
+    if let Some(console) = &shared.config.console {
+        console.attach(&shared);
+    }
     let stop_accepting = CancellationToken::new();
     let mut accepting = JoinSet::new();
     for listener in listeners {

@@ -208,7 +208,12 @@ impl Outbox {
 
     /// True while bytes are queued or being written.
     pub fn has_unsent(&self) -> bool {
-        self.lock().queued > 0
+        self.queued() > 0
+    }
+
+    /// Bytes queued or being written.
+    pub fn queued(&self) -> usize {
+        self.lock().queued
     }
 }
 

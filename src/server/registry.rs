@@ -143,6 +143,13 @@ impl Registry {
         }
     }
 
+    /// Wakes the connection in `slot` (the console left it something).
+    pub fn wake(&self, slot: u32) {
+        if let Some(waker) = self.lock().wakers.get(slot as usize) {
+            waker.wake_by_ref();
+        }
+    }
+
     /// The current phase.
     pub fn phase(&self) -> Phase {
         Phase::from_u8(self.phase.load(Ordering::Acquire))

@@ -3,6 +3,9 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::registry::Refusal;
+use super::timer::Expired;
+
 /// Counters shared by every connection; each connection adds its totals once, when it ends.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -12,7 +15,22 @@ pub struct Stats {
     datagrams: AtomicU64,
     bytes: AtomicU64,
     lines: AtomicU64,
+    /// Bytes sent by connections that have closed (counted only with the console).
+    sent: AtomicU64,
+    /// Clients turned away, by [`REFUSALS`].
+    refusals: [AtomicU64; REFUSALS.len()],
+    /// Connections closed by a timeout, by [`TIMEOUTS`].
+    timeouts: [AtomicU64; TIMEOUTS.len()],
+    /// Transient accept errors, by [`ACCEPT_ERRORS`].
+    accept_errors: [AtomicU64; ACCEPT_ERRORS.len()],
 }
+
+/// Reasons a client is turned away, as metrics label them.
+const REFUSALS: [&str; 5] = ["cap", "per_ip", "descriptors", "acl", "rate"];
+/// Timeouts, as metrics label them.
+const TIMEOUTS: [&str; 3] = ["first_byte", "idle", "max_duration"];
+/// Kinds of transient accept error, as metrics label them.
+const ACCEPT_ERRORS: [&str; 4] = ["descriptors", "memory", "aborted", "other"];
 
 impl Stats {
     /// Counts a finished connection and what it sent.
@@ -42,6 +60,64 @@ impl Stats {
         self.lines.fetch_add(lines, Ordering::Relaxed);
     }
 
+    /// Counts a client turned away, by why.
+    pub fn add_refusal(&self, refusal: Refusal) {
+        let index = match refusal {
+            Refusal::Full => 0,
+            Refusal::PerAddress => 1,
+            Refusal::OutOfDescriptors => 2,
+            Refusal::Denied => 3,
+            Refusal::TooFast => 4,
+        };
+        self.refusals[index].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a connection closed by a timeout.
+    pub fn add_timeout(&self, expired: Expired) {
+        let index = match expired {
+            Expired::FirstByte(_) => 0,
+            Expired::Idle(_) => 1,
+            Expired::Session(_) => 2,
+        };
+        self.timeouts[index].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a transient accept error.
+    pub fn add_accept_error(&self, err: &std::io::Error) {
+        let index = match err.raw_os_error() {
+            Some(libc::EMFILE | libc::ENFILE) => 0,
+            Some(libc::ENOMEM | libc::ENOBUFS) => 1,
+            Some(libc::ECONNABORTED | libc::ECONNRESET | libc::EPROTO) => 2,
+            _ => 3,
+        };
+        self.accept_errors[index].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts bytes a closed connection was sent.
+    pub fn add_sent(&self, bytes: u64) {
+        self.sent.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Bytes sent to connections that have closed.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// Clients turned away, by reason.
+    pub fn refusals(&self) -> Vec<(&'static str, u64)> {
+        labelled(&REFUSALS, &self.refusals)
+    }
+
+    /// Connections closed by a timeout, by kind.
+    pub fn timeouts(&self) -> Vec<(&'static str, u64)> {
+        labelled(&TIMEOUTS, &self.timeouts)
+    }
+
+    /// Transient accept errors, by kind.
+    pub fn accept_errors(&self) -> Vec<(&'static str, u64)> {
+        labelled(&ACCEPT_ERRORS, &self.accept_errors)
+    }
+
     /// The totals so far.
     pub fn summary(&self, cut_off: u64) -> Summary {
         Summary {
@@ -56,6 +132,10 @@ impl Stats {
             kicked: 0,
         }
     }
+}
+
+fn labelled(labels: &[&'static str], counts: &[AtomicU64]) -> Vec<(&'static str, u64)> {
+    labels.iter().zip(counts).map(|(&label, count)| (label, count.load(Ordering::Relaxed))).collect()
 }
 
 /// What a server did in its life, printed as one line when it stops.

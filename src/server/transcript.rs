@@ -44,6 +44,8 @@ pub enum End {
     CommandDone(Option<String>),
     /// `--send-only` in print mode: the greeting is out, there is nothing more to send.
     Sent,
+    /// Disconnected from the web console.
+    Kicked,
 }
 
 impl End {
@@ -72,6 +74,7 @@ impl End {
             End::CommandDone(Some(status)) => format!("the command exited ({status})"),
             End::CommandDone(None) => "the command closed its output".into(),
             End::Sent => "closed by server: greeting sent (--send-only)".into(),
+            End::Kicked => "disconnected from the web console".into(),
             End::TlsOnPlaintext => {
                 "closed: a TLS client on a plaintext port (serve with --tls-cert/--tls-key or --tls-self-signed)".into()
             }
@@ -125,6 +128,11 @@ impl Transcript {
         out
     }
 
+    /// Lines received so far.
+    pub fn lines(&self) -> u64 {
+        self.lines
+    }
+
     /// Emits the unterminated last line and the closing event, counts the connection, and logs
     /// why it ended.
     pub fn close(&mut self, shared: &Shared, origin: Origin, end: &End) {
@@ -151,6 +159,9 @@ impl Transcript {
             send_detached(&shared.records, out);
         }
         shared.stats.add_connection(self.received, self.lines);
+        if let End::TimedOut(expired) = end {
+            shared.stats.add_timeout(*expired);
+        }
         let peer = origin.peer;
         let id = origin.conn.unwrap_or(0);
         let (bytes, lines) = (plural(self.received, "byte"), plural(self.lines, "line"));

@@ -4,6 +4,7 @@
 //! `TLS_BUFFER_LIMIT` each way, so a TLS client is bounded like any other.
 
 use std::io::{self, IoSlice, Read, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 
 use rustls::ServerConnection;
@@ -19,6 +20,8 @@ pub(super) struct Wire<'a> {
     pub stream: &'a dyn Socket,
     /// The TLS session, on a TLS listener.
     pub tls: Option<&'a mut ServerConnection>,
+    /// Counts the bytes sent, for the web console.
+    pub sent: Option<&'a AtomicU64>,
 }
 
 /// The socket as `std::io` sees it, never waiting (`WouldBlock` when it would).
@@ -136,14 +139,30 @@ impl Wire<'_> {
 
     /// Writes as much of `data` as can go now; `WouldBlock` when nothing can.
     pub fn try_write(&mut self, data: &[u8]) -> io::Result<usize> {
-        match self.tls {
+        let written = match self.tls {
             None => self.stream.try_write(data),
-            Some(_) => self.try_write_vectored(&[IoSlice::new(data)]),
-        }
+            Some(_) => self.write_tls(&[IoSlice::new(data)]),
+        };
+        self.count(written)
     }
 
     /// Writes as much of `slices` as can go now, in order; `WouldBlock` when nothing can.
     pub fn try_write_vectored(&mut self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+        let written = match self.tls {
+            None => self.stream.try_write_vectored(slices),
+            Some(_) => self.write_tls(slices),
+        };
+        self.count(written)
+    }
+
+    fn count(&self, written: io::Result<usize>) -> io::Result<usize> {
+        if let (Some(sent), Ok(n)) = (self.sent, &written) {
+            sent.fetch_add(*n as u64, Ordering::Relaxed);
+        }
+        written
+    }
+
+    fn write_tls(&mut self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
         let Some(tls) = self.tls.as_deref_mut() else { return self.stream.try_write_vectored(slices) };
         flush_tls(self.stream, tls)?;
         if tls.wants_write() && !tls.is_handshaking() {

@@ -196,6 +196,15 @@ pub struct ServeArgs {
     /// Like --exec, without a shell: CMD is split at spaces (like ncat --exec).
     #[arg(long, value_name = "CMD", conflicts_with_all = ["mode", "udp", "recv_only"])]
     pub exec_argv: Option<String>,
+    /// Serve the web console on ADDR (HOST:PORT): live connections, the transcript, a form to
+    /// answer clients, /metrics (Prometheus) and /api/connections. Loopback unless
+    /// --web-token is given.
+    #[arg(long, value_name = "ADDR", conflicts_with = "udp")]
+    pub web: Option<String>,
+    /// The secret the console asks for (`Authorization: Bearer TOKEN`, or `?token=TOKEN` in
+    /// the browser); needed to serve the console on any address but loopback.
+    #[arg(long, value_name = "TOKEN", requires = "web", env = "HUBCAT_WEB_TOKEN", hide_env_values = true)]
+    pub web_token: Option<String>,
     /// After binding (as root, for ports below 1024), run as USER (a name or uid) before
     /// accepting anyone; if that fails, do not serve. Commands of --exec run as USER too.
     #[arg(long, value_name = "USER")]
@@ -334,6 +343,7 @@ impl ServeArgs {
             recv_only: self.recv_only,
             send_only: self.send_only,
             exec,
+            console: self.web.is_some().then(hubcat::server::Console::new),
         };
         let config = ServerConfig::new(settings).map_err(usage_error)?;
         if self.udp && matches!(config.mode, Mode::Chat | Mode::Broker) {
@@ -455,7 +465,7 @@ impl ConnectArgs {
 }
 
 /// Splits `host:port`, `[v6]:port` or `v4:port`; `None` when there is no port.
-fn split_host_port(text: &str) -> Option<(String, u16)> {
+pub fn split_host_port(text: &str) -> Option<(String, u16)> {
     if let Ok(addr) = text.parse::<SocketAddr>() {
         return Some((addr.ip().to_string(), addr.port()));
     }

@@ -70,6 +70,15 @@ pub async fn serve(args: ServeArgs) -> ExitCode {
             return fail(format_args!("cannot open {}: {}", output_name(&args), hubcat::error::reason(&err)));
         }
     };
+    let web_stop = tokio_util::sync::CancellationToken::new();
+    let _stop_web_on_exit = web_stop.clone().drop_guard();
+    if let (Some(addr), Some(console)) = (&args.web, &config.console) {
+        if let Err(err) =
+            start_console(addr, args.web_token.clone(), console.clone(), &sink, web_stop.clone()).await
+        {
+            return fail(err);
+        }
+    }
     let shutdown = Shutdown::new();
     if let Err(err) = watch_signals(shutdown.clone()) {
         return fail(format_args!("cannot install signal handlers: {err}"));
@@ -138,6 +147,40 @@ fn become_user(identity: Option<&Identity>, unix: Option<&UnixAddr>) -> Result<(
     }
     identity.drop_privileges()?;
     info!("running as {identity}");
+    Ok(())
+}
+
+/// Binds the web console on `addr` and serves it until `stop`.
+async fn start_console(
+    addr: &str,
+    token: Option<String>,
+    console: hubcat::server::Console,
+    sink: &Sink,
+    stop: tokio_util::sync::CancellationToken,
+) -> Result<(), String> {
+    let addr: std::net::SocketAddr = match addr.parse() {
+        Ok(addr) => addr,
+        Err(_) => match crate::args::split_host_port(addr) {
+            Some((host, port)) => {
+                *resolve(&host, port).await.map_err(|e| e.to_string())?.first().ok_or("no address")?
+            }
+            None => return Err(format!("--web {addr}: expected HOST:PORT, like 127.0.0.1:8080")),
+        },
+    };
+    hubcat::web::check_access(addr, token.as_deref()).map_err(|e| e.to_string())?;
+    let listener = bind_tcp(&[addr])
+        .and_then(|l| into_tokio(l, tokio::net::TcpListener::from_std, &[addr]))
+        .map_err(|e| format!("web console: {e}"))?;
+    let Some(listener) = listener.into_iter().next() else { return Err("web console: nothing bound".into()) };
+    let bound = listener.local_addr().map_or_else(|_| addr.to_string(), |a| a.to_string());
+    let hint = if token.is_some() { "?token=YOUR_TOKEN" } else { "" };
+    info!("web console on http://{bound}/{hint} (metrics on /metrics)");
+    let watch = sink.watch();
+    tokio::spawn(async move {
+        if let Err(err) = hubcat::web::serve(listener, console, watch, token, stop).await {
+            warn!("the web console stopped: {err}");
+        }
+    });
     Ok(())
 }
 
