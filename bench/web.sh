@@ -8,9 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-RUNS=${RUNS:-5} CLIENTS=50 LINES=40000 WEB_PORT=${WEB_PORT:-18089}
+RUNS=${RUNS:-5} CLIENTS=50 LINES=300000 WEB_PORT=${WEB_PORT:-18089}
 if [ "${1:-}" = "--quick" ]; then
-  RUNS=1 LINES=4000
+  RUNS=1 LINES=30000
 fi
 source bench/race.sh
 cargo build --release --quiet --bin hubcat

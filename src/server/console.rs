@@ -267,7 +267,8 @@ impl LiveConn {
 
     /// What the console left, if anything (one atomic load when nothing).
     pub(super) fn take_mail(&self) -> Option<Mail> {
-        if !self.has_mail.swap(false, Ordering::AcqRel) {
+        // A plain load first: the swap, a write, only when there is mail.
+        if !self.has_mail.load(Ordering::Acquire) || !self.has_mail.swap(false, Ordering::AcqRel) {
             return None;
         }
         Some(std::mem::take(&mut *self.mail.lock().unwrap_or_else(PoisonError::into_inner)))
