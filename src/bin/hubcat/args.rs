@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use hubcat::access::{Access, AccessRules};
+use hubcat::client::proxy::ProxyUrl;
 use hubcat::client::tls::Verify;
 use hubcat::config::{
     DEFAULT_BUSY_MESSAGE, DEFAULT_CHUNK_BYTES, DEFAULT_DIAL_TIMEOUT, DEFAULT_GRACE, DEFAULT_HOST,
@@ -339,6 +340,15 @@ pub struct ConnectArgs {
     /// session. For tests only; never the default.
     #[arg(long, requires = "tls")]
     pub tls_insecure: bool,
+    /// Reach the server through a proxy: socks5://, socks5h:// (the proxy resolves HOST) or
+    /// http:// (CONNECT), as SCHEME://[USER:PASS@]PROXYHOST:PORT.
+    #[arg(long, value_name = "URL", conflicts_with = "udp", value_parser = parse_proxy)]
+    pub proxy: Option<ProxyUrl>,
+}
+
+/// A `--proxy` URL, checked.
+fn parse_proxy(text: &str) -> Result<ProxyUrl, String> {
+    text.parse().map_err(|e: hubcat::client::proxy::ProxyUrlError| e.to_string())
 }
 
 impl ConnectArgs {
@@ -368,6 +378,7 @@ impl ConnectArgs {
             dial_timeout: self.timeout.into(),
             retries: self.retry,
             udp_wait: self.wait.into(),
+            proxy: self.proxy.clone(),
         }
     }
 }

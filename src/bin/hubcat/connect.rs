@@ -43,7 +43,10 @@ pub async fn connect(args: ConnectArgs) -> ExitCode {
             Ok(stream) => stream,
             Err(err) => return fail(err),
         };
-        let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| format!("{host}:{port}"));
+        let peer = match &config.proxy {
+            Some(proxy) => format!("{host}:{port} via {proxy}"),
+            None => stream.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| format!("{host}:{port}")),
+        };
         let stream = match args.tls() {
             Some(verify) => {
                 if verify == Verify::Insecure {
