@@ -4,6 +4,7 @@
 //! `TcpStream`, so TLS and every session kind run over the tunnel unchanged.
 
 mod http;
+mod socks;
 mod url;
 
 use std::io;
@@ -11,7 +12,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
-use tokio_socks::tcp::Socks5Stream;
 use tracing::warn;
 
 pub use url::{ProxyKind, ProxyUrl, ProxyUrlError};
@@ -160,7 +160,7 @@ async fn dial_once(
     let handshake = async {
         match proxy.kind() {
             ProxyKind::Socks5 | ProxyKind::Socks5h => {
-                socks5(stream, target, proxy).await.map_err(|e| socks_failure(e, target, proxy))
+                socks::connect(stream, target, proxy).await.map_err(|e| socks::failure(e, target, proxy))
             }
             ProxyKind::Http => {
                 match http::connect(&mut stream, &target.to_string(), proxy.credentials()).await {
@@ -183,69 +183,13 @@ async fn dial_once(
     }
 }
 
-async fn socks5(
-    stream: TcpStream,
-    target: &Target<'_>,
-    proxy: &ProxyUrl,
-) -> Result<TcpStream, tokio_socks::Error> {
-    let tunnel = match (target, proxy.credentials()) {
-        (Target::Addr(addr), None) => Socks5Stream::connect_with_socket(stream, *addr).await?,
-        (Target::Name(host, port), None) => Socks5Stream::connect_with_socket(stream, (*host, *port)).await?,
-        (Target::Addr(addr), Some(c)) => {
-            Socks5Stream::connect_with_password_and_socket(stream, *addr, &c.user, &c.password).await?
-        }
-        (Target::Name(host, port), Some(c)) => {
-            Socks5Stream::connect_with_password_and_socket(stream, (*host, *port), &c.user, &c.password)
-                .await?
-        }
-    };
-    Ok(tunnel.into_inner())
-}
-
-/// A SOCKS5 failure in words, and whether retrying may help (RFC 1928 section 6 reply codes).
-fn socks_failure(err: tokio_socks::Error, target: &Target<'_>, proxy: &ProxyUrl) -> (String, bool) {
-    use tokio_socks::Error as E;
-    let reply = |code: u8, text: &str, transient: bool| {
-        let verb = if transient || code == 1 { "could not connect to" } else { "refused the connection to" };
-        (format!("{verb} {target}: {text} (reply {code})"), transient)
-    };
-    let creds_hint = if proxy.credentials().is_some() { "" } else { " (put USER:PASS@ in the --proxy URL)" };
-    match err {
-        E::GeneralSocksServerFailure => reply(1, "general SOCKS server failure", false),
-        E::ConnectionNotAllowedByRuleset => reply(2, "connection not allowed by ruleset", false),
-        E::NetworkUnreachable => reply(3, "network unreachable", true),
-        E::HostUnreachable => reply(4, "host unreachable", true),
-        E::ConnectionRefused => reply(5, "connection refused", true),
-        E::TtlExpired => reply(6, "TTL expired", true),
-        E::CommandNotSupported => reply(7, "command not supported", false),
-        E::AddressTypeNotSupported => reply(8, "address type not supported", false),
-        E::PasswordAuthFailure(status) => (
-            format!(
-                "rejected the username and password (status {status}); check USER:PASS in the --proxy URL"
-            ),
-            false,
-        ),
-        E::AuthorizationRequired | E::NoAcceptableAuthMethods => {
-            (format!("accepts none of the authentication methods offered{creds_hint}"), false)
-        }
-        E::InvalidTargetAddress(why) => (format!("cannot be asked for {target}: {why}"), false),
-        E::Io(err) if err.kind() == io::ErrorKind::UnexpectedEof => {
-            ("closed the connection during the handshake (is it a SOCKS5 proxy?)".into(), false)
-        }
-        E::Io(err) => (format!("failed during the handshake: {}", reason(&err)), false),
-        E::InvalidResponseVersion | E::InvalidReservedByte | E::UnknownAddressType | E::UnknownAuthMethod => {
-            ("answered with something that is not SOCKS5 (is it a SOCKS5 proxy?)".into(), false)
-        }
-        other => (format!("failed the handshake: {}", other.to_string().to_lowercase()), false),
-    }
-}
-
 fn http_failure(failure: http::Failure, target: &Target<'_>, proxy: &ProxyUrl) -> (String, bool) {
     match failure {
         http::Failure::Status(code, text) => {
             let hint = match (code, proxy.credentials()) {
                 (407, None) => " (put USER:PASS@ in the --proxy URL)",
-                (407, Some(_)) => " (check USER:PASS in the --proxy URL)",
+                // tinyproxy answers wrong credentials with 401, not 407.
+                (401 | 407, Some(_)) => " (check USER:PASS in the --proxy URL)",
                 _ => "",
             };
             let text = if text.is_empty() { String::new() } else { format!(" {text}") };

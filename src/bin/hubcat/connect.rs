@@ -3,7 +3,7 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use hubcat::client::tls::Verify;
+use hubcat::client::tls::{TlsError, Verify};
 use hubcat::client::{self, Direction, InputMode, SessionEnd, SessionOptions};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -57,6 +57,10 @@ pub async fn connect(args: ConnectArgs) -> ExitCode {
                 }
                 match client::tls::handshake(stream, &host, &verify, config.dial_timeout).await {
                     Ok(tls) => Wire::Tls(Box::new(tls)),
+                    // Named by the target, not the proxy's address the socket is connected to.
+                    Err(TlsError::Handshake { reason, .. }) if config.proxy.is_some() => {
+                        return fail(TlsError::Handshake { peer, reason });
+                    }
                     Err(err) => return fail(err),
                 }
             }
