@@ -46,9 +46,9 @@ pub enum ProxyError {
         #[source]
         source: io::Error,
     },
-    /// The proxy was reached but did not open the tunnel; `what` says why, in words.
+    /// The proxy was reached but opened no tunnel (it refused, failed or did not answer).
     #[error("{protocol} proxy {proxy} {what}")]
-    Refused {
+    Tunnel {
         /// `socks5` or `http`.
         protocol: &'static str,
         /// The proxy's address.
@@ -73,7 +73,7 @@ impl ProxyError {
         match self {
             ProxyError::Resolve { .. } => false,
             ProxyError::Connect { source, .. } => is_transient_dial(source),
-            ProxyError::Refused { transient, .. } => *transient,
+            ProxyError::Tunnel { transient, .. } => *transient,
         }
     }
 }
@@ -156,7 +156,7 @@ async fn dial_once(
     })?;
     let proxy_addr = stream.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], proxy.port())));
     let refused =
-        |what: String, transient: bool| ProxyError::Refused { protocol, proxy: proxy_addr, what, transient };
+        |what: String, transient: bool| ProxyError::Tunnel { protocol, proxy: proxy_addr, what, transient };
     let handshake = async {
         match proxy.kind() {
             ProxyKind::Socks5 | ProxyKind::Socks5h => {
