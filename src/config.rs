@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::access::Access;
+use crate::client::proxy::ProxyUrl;
 use crate::output::Style;
 use crate::tls::ServerTls;
 
@@ -322,11 +323,19 @@ pub struct ConnectConfig {
     pub retries: u32,
     /// UDP: how long to wait for replies once the input has ended.
     pub udp_wait: Duration,
+    /// TCP: reach the server through this proxy (`--proxy`).
+    pub proxy: Option<ProxyUrl>,
 }
 
 impl Default for ConnectConfig {
     fn default() -> Self {
-        Self { name: None, dial_timeout: DEFAULT_DIAL_TIMEOUT, retries: 0, udp_wait: DEFAULT_UDP_WAIT }
+        Self {
+            name: None,
+            dial_timeout: DEFAULT_DIAL_TIMEOUT,
+            retries: 0,
+            udp_wait: DEFAULT_UDP_WAIT,
+            proxy: None,
+        }
     }
 }
 

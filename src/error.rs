@@ -62,6 +62,9 @@ pub enum NetError {
         #[source]
         source: io::Error,
     },
+    /// A dial through `--proxy` failed.
+    #[error(transparent)]
+    Proxy(#[from] crate::client::proxy::ProxyError),
 }
 
 /// True for accept errors that say nothing about the listener itself: a client gave up during

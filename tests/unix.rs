@@ -125,6 +125,7 @@ fn abstract_names_work_both_ways_and_bad_addresses_are_usage_errors() {
         &["serve", "127.0.0.1", "0", "--unix-mode", "600"],
         &["serve", "unix:/tmp/x.sock", "--unix-mode", "999"],
         &["connect", "unix:/tmp/x.sock", "--tls"],
+        &["connect", "unix:/tmp/x.sock", "--proxy", "socks5://127.0.0.1:1080"],
     ] {
         let out = run_hubcat(args, b"");
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));

@@ -1,5 +1,6 @@
 //! `hubcat connect`: resolve, dial with a timeout and retries, then run a session.
 
+pub mod proxy;
 mod tcp;
 pub mod tls;
 mod udp;
@@ -44,6 +45,9 @@ pub enum SessionEnd {
 /// Dials `host:port` over TCP: every resolved address in turn, each bounded by the dial timeout,
 /// and the whole round retried with exponential backoff while failures are transient.
 pub async fn dial_tcp(host: &str, port: u16, config: &ConnectConfig) -> Result<TcpStream, NetError> {
+    if let Some(proxy) = &config.proxy {
+        return proxy::dial(proxy, host, port, config).await;
+    }
     let addrs = resolve(host, port).await?;
     let mut pause = DIAL_RETRY_FIRST;
     let mut attempt = 0;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use hubcat::access::{Access, AccessRules};
+use hubcat::client::proxy::ProxyUrl;
 use hubcat::client::tls::Verify;
 use hubcat::config::{
     DEFAULT_BUSY_MESSAGE, DEFAULT_CHUNK_BYTES, DEFAULT_DIAL_TIMEOUT, DEFAULT_GRACE, DEFAULT_HOST,
@@ -418,6 +419,15 @@ pub struct ConnectArgs {
     /// session. For tests only; never the default.
     #[arg(long, requires = "tls")]
     pub tls_insecure: bool,
+    /// Reach the server through a proxy: socks5://, socks5h:// (the proxy resolves HOST) or
+    /// http:// (CONNECT), as SCHEME://[USER:PASS@]PROXYHOST:PORT.
+    #[arg(long, value_name = "URL", conflicts_with = "udp", value_parser = parse_proxy)]
+    pub proxy: Option<ProxyUrl>,
+}
+
+/// A `--proxy` URL, checked.
+fn parse_proxy(text: &str) -> Result<ProxyUrl, String> {
+    text.parse().map_err(|e: hubcat::client::proxy::ProxyUrlError| e.to_string())
 }
 
 impl ConnectArgs {
@@ -428,8 +438,8 @@ impl ConnectArgs {
         if let Some(port) = self.port {
             return Err(usage_error(format!("{addr} is a Unix socket; it takes no port (drop {port})")));
         }
-        if self.udp || self.tls {
-            return Err(usage_error("--udp and --tls need a host and port, not a Unix socket"));
+        if self.udp || self.tls || self.proxy.is_some() {
+            return Err(usage_error("--udp, --tls and --proxy need a host and port, not a Unix socket"));
         }
         Ok(Some(addr))
     }
@@ -460,6 +470,7 @@ impl ConnectArgs {
             dial_timeout: self.timeout.into(),
             retries: self.retry,
             udp_wait: self.wait.into(),
+            proxy: self.proxy.clone(),
         }
     }
 }

@@ -3,7 +3,7 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use hubcat::client::tls::Verify;
+use hubcat::client::tls::{TlsError, Verify};
 use hubcat::client::{self, Direction, InputMode, SessionEnd, SessionOptions};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -60,7 +60,10 @@ pub async fn connect(args: ConnectArgs) -> ExitCode {
             Ok(stream) => stream,
             Err(err) => return fail(err),
         };
-        let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| format!("{host}:{port}"));
+        let peer = match &config.proxy {
+            Some(proxy) => format!("{host}:{port} via {proxy}"),
+            None => stream.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| format!("{host}:{port}")),
+        };
         let stream = match args.tls() {
             Some(verify) => {
                 if verify == Verify::Insecure {
@@ -71,6 +74,10 @@ pub async fn connect(args: ConnectArgs) -> ExitCode {
                 }
                 match client::tls::handshake(stream, &host, &verify, config.dial_timeout).await {
                     Ok(tls) => Wire::Tls(Box::new(tls)),
+                    // Named by the target, not the proxy's address the socket is connected to.
+                    Err(TlsError::Handshake { reason, .. }) if config.proxy.is_some() => {
+                        return fail(TlsError::Handshake { peer, reason });
+                    }
                     Err(err) => return fail(err),
                 }
             }
