@@ -226,3 +226,38 @@ fn a_browser_that_never_reads_does_not_hold_up_clients() {
     let stopped = server.stop();
     assert!(stopped.status.success(), "{:?}", stopped.stderr);
 }
+
+#[test]
+fn a_flood_is_sampled_newest_first_with_the_skipped_lines_counted() {
+    let mut server = ServeProcess::start(&["127.0.0.1", "0", "--web", "127.0.0.1:0"]);
+    let web = console_addr(&mut server);
+    let mut browser = TcpStream::connect(web).expect("console");
+    browser.set_read_timeout(Some(LIMIT)).expect("timeout");
+    browser.write_all(format!("GET /events HTTP/1.1\r\nHost: {web}\r\n\r\n").as_bytes()).expect("request");
+    let mut feed = BufReader::new(browser);
+    let mut line = String::new();
+    while !line.starts_with("event: connections") {
+        line.clear();
+        feed.read_line(&mut line).expect("the feed starts");
+    }
+    let (mut stream, _) = client(&server);
+    let flood: String = (0..5000).map(|i| format!("flood {i}\n")).collect();
+    stream.write_all(flood.as_bytes()).expect("sends");
+    let (mut skipped, mut shown) = (0u64, 0usize);
+    loop {
+        line.clear();
+        assert!(feed.read_line(&mut line).expect("feed") > 0, "the feed ended");
+        let Some(data) = line.strip_prefix("data: {\"lines\"") else { continue };
+        let event: serde_json::Value = serde_json::from_str(&format!("{{\"lines\"{data}")).expect("JSON");
+        skipped += event["skipped"].as_u64().expect("skipped");
+        let lines = event["lines"].as_array().expect("lines");
+        shown += lines.len();
+        if lines.last().and_then(|l| l.as_str()).is_some_and(|l| l.ends_with(" flood 4999")) {
+            break;
+        }
+    }
+    assert_eq!(skipped + shown as u64, 5000, "every line is shown or counted as skipped");
+    assert!(skipped > 0, "a flood is sampled");
+    drop(stream);
+    assert!(server.stop().status.success());
+}

@@ -1,9 +1,11 @@
 //! `/events`: the console's live feed, as server-sent events. Every tick, one `lines` event
-//! with the transcript's new lines (at most [`LINES_PER_TICK`]; the rest counted as skipped),
+//! with the transcript's newest lines (at most [`LINES_PER_TICK`]; those before them counted
+//! as skipped),
 //! and every second a `connections` event. A browser that reads slowly is simply polled less:
 //! the sink's broadcast runs ahead of it and it is told how many lines it missed, so no client
 //! of the server ever waits for a browser.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -68,9 +70,10 @@ impl Feed {
         events
     }
 
-    /// The lines that arrived since the last tick, up to the budget, and how many were skipped.
-    fn take_lines(&mut self) -> (Vec<String>, u64) {
-        let mut lines = Vec::new();
+    /// The newest lines that arrived since the last tick, up to the budget, and how many
+    /// before them were skipped.
+    fn take_lines(&mut self) -> (VecDeque<String>, u64) {
+        let mut lines = VecDeque::with_capacity(LINES_PER_TICK);
         let mut skipped = 0u64;
         loop {
             let written = match self.records.try_recv() {
@@ -84,12 +87,12 @@ impl Feed {
             }
             let records = written.records.strip_suffix(b"\n").unwrap_or(&written.records);
             for line in records.split(|&b| b == b'\n') {
-                if lines.len() < LINES_PER_TICK {
-                    let shown = &line[..line.len().min(MAX_SHOWN_LINE)];
-                    lines.push(String::from_utf8_lossy(shown).into_owned());
-                } else {
+                if lines.len() == LINES_PER_TICK {
+                    lines.pop_front();
                     skipped += 1;
                 }
+                let shown = &line[..line.len().min(MAX_SHOWN_LINE)];
+                lines.push_back(String::from_utf8_lossy(shown).into_owned());
             }
             let newlines = memchr::memchr_iter(b'\n', &written.records).count() as u64;
             self.expected = Some(written.first + newlines);

@@ -77,6 +77,8 @@ pub async fn serve(
         .route("/api/disconnect/{id}", post(disconnect))
         .route("/events", get(events::stream))
         .route("/metrics", get(metrics))
+        // Browsers ask for it; an empty answer keeps their consoles free of 404s.
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .layer(middleware::from_fn_with_state(app.clone(), guard))
         .with_state(app);
     axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned()).await
@@ -224,6 +226,10 @@ async fn send(State(app): State<App>, axum::Json(body): axum::Json<Value>) -> Re
     if to.is_some() && sent == 0 {
         return (StatusCode::NOT_FOUND, axum::Json(json!({ "sent_to": 0 }))).into_response();
     }
+    match to {
+        Some(id) => tracing::info!("web console: sent a line to #{id}"),
+        None => tracing::info!("web console: sent a line to {sent} clients"),
+    }
     axum::Json(json!({ "sent_to": sent })).into_response()
 }
 
@@ -232,7 +238,11 @@ async fn disconnect(
     Path(id): Path<u64>,
     axum::Json(_): axum::Json<Value>,
 ) -> StatusCode {
-    if app.console.disconnect(id) { StatusCode::NO_CONTENT } else { StatusCode::NOT_FOUND }
+    if !app.console.disconnect(id) {
+        return StatusCode::NOT_FOUND;
+    }
+    tracing::info!("web console: disconnecting #{id}");
+    StatusCode::NO_CONTENT
 }
 
 async fn metrics(State(app): State<App>) -> Response {
