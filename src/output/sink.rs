@@ -67,19 +67,22 @@ pub enum SinkError {
     },
 }
 
-/// Records as the sink wrote them, for live viewers (the web console): the bytes of one
-/// connection's read (whole records) and how many records came before them, so a viewer that
-/// fell behind knows how many it missed.
+/// Records as the sink wrote them, for live viewers (the web console): one write's buffers
+/// (each holds whole records), handed over without a copy, and how many records came before
+/// them, so a viewer that fell behind knows how many it missed.
 #[derive(Clone, Debug)]
 pub struct Written {
     /// Records (lines, in the text formats) written before these.
     pub first: u64,
-    /// The records.
-    pub records: Arc<[u8]>,
+    /// How many records these are.
+    pub count: u64,
+    /// The buffers, in order.
+    pub buffers: Arc<Vec<Vec<u8>>>,
 }
 
-/// How many batches of records a live viewer may fall behind before it skips some.
-const WATCH_DEPTH: usize = 1024;
+/// How many writes a live viewer may fall behind before it skips some: each holds up to
+/// `SINK_BATCH_BYTES`, and the ones a viewer has not taken stay allocated until overwritten.
+const WATCH_DEPTH: usize = 16;
 
 /// A running sink: its channel, and a way to learn that it failed or finished.
 pub struct Sink {
@@ -247,22 +250,22 @@ impl Writer {
             }
             self.out.write_all(&batch).map_err(|e| self.error(e))?;
             self.rx.written(bytes);
-            self.show(&batch);
+            self.show(&mut batch);
             batch.clear();
         }
         self.out.finish().map_err(|e| self.error(e))
     }
 
     /// Hands what was written to the viewers, if there are any (one atomic load when not).
-    fn show(&mut self, batch: &[Vec<u8>]) {
+    fn show(&mut self, batch: &mut Vec<Vec<u8>>) {
         if self.watch.receiver_count() == 0 {
             return;
         }
-        for records in batch {
-            let count = memchr::memchr_iter(b'\n', records).count() as u64;
-            let _ = self.watch.send(Written { first: self.watched, records: Arc::from(records.as_slice()) });
-            self.watched += count;
-        }
+        let count = batch.iter().map(|records| memchr::memchr_iter(b'\n', records).count() as u64).sum();
+        // The buffers move into the broadcast; the next batch starts a new list.
+        let buffers = Arc::new(std::mem::replace(batch, Vec::with_capacity(SINK_QUEUE_DEPTH)));
+        let _ = self.watch.send(Written { first: self.watched, count, buffers });
+        self.watched += count;
     }
 
     fn error(&self, source: io::Error) -> SinkError {

@@ -71,32 +71,42 @@ impl Feed {
     }
 
     /// The newest lines that arrived since the last tick, up to the budget, and how many
-    /// before them were skipped.
-    fn take_lines(&mut self) -> (VecDeque<String>, u64) {
-        let mut lines = VecDeque::with_capacity(LINES_PER_TICK);
+    /// before them were skipped. Lines are only counted (SIMD) until the last writes, which
+    /// are the only ones cut into strings: a flood costs the feed a scan, not an allocation
+    /// per line.
+    fn take_lines(&mut self) -> (Vec<String>, u64) {
+        let mut recent: VecDeque<Written> = VecDeque::new();
+        let mut held = 0u64;
         let mut skipped = 0u64;
         loop {
             let written = match self.records.try_recv() {
                 Ok(written) => written,
-                // Skipped batches show up as a gap in the record numbers of the next one.
+                // Skipped writes show up as a gap in the record numbers of the next one.
                 Err(TryRecvError::Lagged(_)) => continue,
                 Err(TryRecvError::Empty | TryRecvError::Closed) => break,
             };
             if let Some(expected) = self.expected {
                 skipped += written.first.saturating_sub(expected);
             }
-            let records = written.records.strip_suffix(b"\n").unwrap_or(&written.records);
-            for line in records.split(|&b| b == b'\n') {
-                if lines.len() == LINES_PER_TICK {
-                    lines.pop_front();
-                    skipped += 1;
-                }
-                let shown = &line[..line.len().min(MAX_SHOWN_LINE)];
-                lines.push_back(String::from_utf8_lossy(shown).into_owned());
+            self.expected = Some(written.first + written.count);
+            held += written.count;
+            recent.push_back(written);
+            // Older writes go once the newer ones hold the whole budget.
+            while recent.front().is_some_and(|front| held - front.count >= LINES_PER_TICK as u64) {
+                let front = recent.pop_front().map_or(0, |front| front.count);
+                held -= front;
+                skipped += front;
             }
-            let newlines = memchr::memchr_iter(b'\n', &written.records).count() as u64;
-            self.expected = Some(written.first + newlines);
         }
+        let mut lines: Vec<String> = recent
+            .iter()
+            .flat_map(|written| written.buffers.iter())
+            .flat_map(|records| records.strip_suffix(b"\n").unwrap_or(records).split(|&b| b == b'\n'))
+            .map(|line| String::from_utf8_lossy(&line[..line.len().min(MAX_SHOWN_LINE)]).into_owned())
+            .collect();
+        let extra = lines.len().saturating_sub(LINES_PER_TICK);
+        skipped += extra as u64;
+        lines.drain(..extra);
         (lines, skipped)
     }
 }
