@@ -8,9 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-RUNS=${RUNS:-5} CLIENTS=50 LINES=300000 WEB_PORT=${WEB_PORT:-18089}
+RUNS=${RUNS:-5} CLIENTS=50 LINES=300000 HOLD=10000 WEB_PORT=${WEB_PORT:-18089}
 if [ "${1:-}" = "--quick" ]; then
-  RUNS=1 LINES=30000
+  RUNS=1 LINES=30000 HOLD=1000
 fi
 source bench/race.sh
 cargo build --release --quiet --bin hubcat
@@ -57,16 +57,18 @@ for round in $(seq "$RUNS"); do
   run hubcat stalled ingest "$WEB" --clients "$CLIENTS" --lines "$LINES"
   kill "$BROWSER" 2>/dev/null || true; wait "$BROWSER" 2>/dev/null || true
   run hubcat idle-console ingest "$WEB" --clients "$CLIENTS" --lines "$LINES"
+  run hubcat plain hold "$SERVE" --conns "$HOLD"
+  run hubcat idle-console hold "$WEB" --conns "$HOLD"
   echo >&2
 done
 
-python3 - "$RESULTS" "$RUNS" "$CLIENTS" "$LINES" "$(git rev-parse --short HEAD)" <<'PY'
+python3 - "$RESULTS" "$RUNS" "$CLIENTS" "$LINES" "$HOLD" "$(git rev-parse --short HEAD)" <<'PY'
 import sys
 
 sys.path.insert(0, "bench")
 from race import Results, ratio, replace_section
 
-path, runs, clients, lines, rev = sys.argv[1:6]
+path, runs, clients, lines, hold, rev = sys.argv[1:7]
 med = Results(path).med
 cases = {"plain": "no console", "idle-console": "`--web`, no browser open",
          "following": "`--web`, a browser following the flood", "stalled": "`--web`, a browser that stopped reading"}
@@ -81,8 +83,13 @@ for case, label in cases.items():
     cpu = med("hubcat", case, "server_cpu_per_gb")
     target = ">= 0.9x" if case in ("following", "stalled") else ""
     out.append(f"| {label} | {mb:,.0f} | {cpu:.2f} | {ratio(mb, base)} | {target} |" if mb else f"| {label} | fails | | | |")
-out += ["", "A browser is sent at most 250 lines a second and told how many it missed; one that stops",
-        "reading falls behind the sink's broadcast and skips, so neither can slow the clients.", "<!-- web:end -->"]
+plain_kib, web_kib = med("hubcat", "plain", "pss_per_connection"), med("hubcat", "idle-console", "pss_per_connection")
+if plain_kib and web_kib:
+    out += ["", f"Memory per idle connection ({int(hold):,} held, `hubcat bench hold`): {plain_kib:.2f} KiB without the console,",
+            f"{web_kib:.2f} KiB with `--web` (each connection's counters and its entry in the console's table)."]
+out += ["", "A browser is sent at most 250 lines a second, the newest, and told how many it missed; one",
+        "that stops reading falls behind the sink's broadcast and skips, so neither can slow the clients.",
+        "<!-- web:end -->"]
 replace_section("web", "\n".join(out) + "\n")
 print("updated BENCHMARKS.md", file=sys.stderr)
 PY
