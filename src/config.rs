@@ -56,6 +56,10 @@ pub fn default_max_conns(open_files: usize) -> usize {
     open_files.saturating_sub(RESERVED_DESCRIPTORS.min(open_files / 4)).max(1)
 }
 
+/// The default connection cap with `--exec`: each connection is a process and five
+/// descriptors, so a client must not be able to fill the process table (tcpserver's is 40).
+pub const DEFAULT_EXEC_MAX_CONNS: usize = 100;
+
 /// Largest read from a chat or broker client: each sender's read can land in a reader's queue
 /// past its high-water mark, so this bounds by how much (the mark is half of `--queue-bytes`).
 pub(crate) const RELAY_READ_BYTES: usize = 16 * 1024;

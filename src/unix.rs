@@ -72,7 +72,14 @@ pub struct SocketFile(PathBuf);
 
 impl Drop for SocketFile {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        match std::fs::remove_file(&self.0) {
+            Err(err) if err.kind() != io::ErrorKind::NotFound => tracing::warn!(
+                "cannot remove the socket file {}: {} (the next server replaces it)",
+                self.0.display(),
+                crate::error::reason(&err)
+            ),
+            _ => {}
+        }
     }
 }
 
@@ -82,17 +89,20 @@ impl Drop for SocketFile {
 pub fn bind_unix(addr: &UnixAddr, mode: Option<u32>) -> Result<UnixBinding, NetError> {
     let fail = |source| NetError::ListenUnix { addr: addr.to_string(), source };
     let socket_addr = addr.socket_addr().map_err(fail)?;
-    let listener = match UnixListener::bind_addr(&socket_addr) {
-        Ok(listener) => listener,
+    // The file is made with `mode` already: a chmod after bind would leave a moment in which
+    // anyone the umask lets in could connect (the listen queue takes them before any accept).
+    let umask = mode.map(|mode| rustix::process::umask(rustix::fs::Mode::from_bits_truncate(!mode & 0o777)));
+    let bound = match UnixListener::bind_addr(&socket_addr) {
         Err(err) if err.kind() == io::ErrorKind::AddrInUse => match addr {
-            UnixAddr::Path(path) => {
-                replace_stale(path).map_err(fail)?;
-                UnixListener::bind_addr(&socket_addr).map_err(fail)?
-            }
-            UnixAddr::Abstract(_) => return Err(fail(someone_listening())),
+            UnixAddr::Path(path) => replace_stale(path).and_then(|()| UnixListener::bind_addr(&socket_addr)),
+            UnixAddr::Abstract(_) => Err(someone_listening()),
         },
-        Err(err) => return Err(fail(err)),
+        bound => bound,
     };
+    if let Some(umask) = umask {
+        rustix::process::umask(umask);
+    }
+    let listener = bound.map_err(fail)?;
     // The file is ours from here: a failure below removes it again.
     let file = match addr {
         UnixAddr::Path(path) => Some(SocketFile(path.clone())),

@@ -151,12 +151,130 @@ fn a_thousand_connections_leave_no_zombies_and_no_descriptors_behind() {
 }
 
 #[test]
-fn a_command_that_cannot_run_closes_its_client_with_one_line() {
-    let mut server = ServeProcess::start(&["127.0.0.1", "0", "--exec-argv", "/nonexistent/command"]);
+fn a_command_that_cannot_run_is_refused_at_start_or_closes_its_client_with_one_line() {
+    for args in [&["--exec-argv", "/nonexistent/command"][..], &["--exec", " "]] {
+        let out = common::run_hubcat(&[&["serve", "127.0.0.1", "0"], args].concat(), b"");
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    // Runnable as far as a look can tell, but its interpreter is missing.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = dir.path().join("broken");
+    std::fs::write(&script, "#!/nonexistent/interpreter\n").expect("script");
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    let script = script.display().to_string();
+    let mut server = ServeProcess::start(&["127.0.0.1", "0", "--exec-argv", &script]);
     let (_, reply) = exchange(&server, b"anyone?\n");
     assert_eq!(reply, "");
     let line = server.wait_for_event("left:");
-    assert!(line.contains("cannot run /nonexistent/command"), "{line}");
+    assert!(line.contains(&format!("cannot run {script}")), "{line}");
+    assert!(server.stop().status.success());
+}
+
+#[test]
+fn all_the_output_arrives_even_when_the_client_sent_more_than_the_command_read() {
+    // The command reads one line, answers 2 MB and exits with 300 KB of the client's unread.
+    let mut server =
+        ServeProcess::start(&["127.0.0.1", "0", "--exec", "head -1 >/dev/null; head -c 2000000 /dev/zero"]);
+    let mut stream = connect(&server);
+    let input = [b"GET\n".to_vec(), vec![b'x'; 300_000]].concat();
+    let writer = {
+        let mut stream = stream.try_clone().expect("clone");
+        std::thread::spawn(move || {
+            let _ = stream.write_all(&input);
+        })
+    };
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply).expect("a clean close, no reset");
+    assert_eq!(reply.len(), 2_000_000, "all of the command's output");
+    let _ = writer.join();
+    let left = server.wait_for_event("left:");
+    assert!(left.contains("the command exited (status 0)"), "{left}");
+    assert!(server.stop().status.success());
+}
+
+#[test]
+fn idle_commands_hold_no_room_in_the_output_queue() {
+    // More idle sessions than the output queue has slots (1,024): JSON records of the
+    // commands' output must not reserve a slot while a command is silent.
+    let mut server = ServeProcess::start(&[
+        "127.0.0.1",
+        "0",
+        "--exec-argv",
+        "cat",
+        "--format",
+        "json",
+        "--max-conns",
+        "1100",
+        "--grace",
+        "300ms",
+    ]);
+    let idle: Vec<TcpStream> = (0..1050).map(|_| connect(&server)).collect();
+    let (_, reply) = exchange(&server, b"still served\n");
+    assert_eq!(reply, "still served\n");
+    let started = Instant::now();
+    drop(idle);
+    let stopped = server.stop();
+    assert!(stopped.status.success());
+    assert!(started.elapsed() < LIMIT);
+}
+
+#[test]
+fn by_default_exec_mode_runs_at_most_100_commands() {
+    let server = ServeProcess::start(&["127.0.0.1", "0", "--exec-argv", "cat"]);
+    let held: Vec<TcpStream> = (0..100).map(|_| connect(&server)).collect();
+    let mut extra = connect(&server);
+    let mut reply = String::new();
+    extra.read_to_string(&mut reply).expect("told and closed");
+    assert!(reply.starts_with("server busy"), "{reply}");
+    drop(held);
+    assert!(server.stop().status.success());
+}
+
+#[test]
+fn what_a_command_left_running_goes_with_it_and_with_the_server() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let marks = dir.path().display().to_string();
+    // The command exits at once but leaves a background job holding its output; then one
+    // that ignores SIGHUP is cut off by a stopping server.
+    let command = format!(
+        r#"if [ "$HUBCAT_CONN_ID" = 1 ]; then sleep 31 & echo $! > {marks}/bg; echo hi; else trap '' HUP; echo $$ > {marks}/fg; echo up; sleep 32; fi"#
+    );
+    let mut server = ServeProcess::start(&["127.0.0.1", "0", "--grace", "10s", "--exec", &command]);
+    for (id, file) in [("1", "bg"), ("2", "fg")] {
+        let mut client = connect(&server);
+        let mut first = [0u8; 3];
+        client.read_exact(&mut first).expect("the command runs");
+        let pid: u32 =
+            std::fs::read_to_string(dir.path().join(file)).expect("pid").trim().parse().expect("pid");
+        socket2::SockRef::from(&client).set_linger(Some(Duration::ZERO)).expect("linger");
+        drop(client);
+        server.wait_for_event(&format!("#{id} "));
+        if id == "1" {
+            eventually("the background job of a finished command is gone", || {
+                !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            });
+        } else {
+            // Its grace period (10s) has not passed when the server is stopped.
+            let stopped = server.stop();
+            assert!(stopped.status.success());
+            eventually("a command ignoring SIGHUP does not outlive the server", || {
+                !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            });
+            return;
+        }
+    }
+}
+
+#[test]
+fn on_a_dual_stack_listener_ipv4_clients_get_plain_ipv4_variables() {
+    let mut server = ServeProcess::start(&["::", "0", "--exec", "echo $TCPREMOTEIP $TCPLOCALIP"]);
+    let port = server.addr.port();
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("IPv4 client");
+    stream.set_read_timeout(Some(LIMIT)).expect("timeout");
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).expect("reply");
+    assert_eq!(reply, "127.0.0.1 127.0.0.1\n");
+    server.wait_for_event("left:");
     assert!(server.stop().status.success());
 }
 

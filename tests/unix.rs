@@ -124,6 +124,7 @@ fn abstract_names_work_both_ways_and_bad_addresses_are_usage_errors() {
         &["serve", "unix:@x", "--unix-mode", "600"],
         &["serve", "127.0.0.1", "0", "--unix-mode", "600"],
         &["serve", "unix:/tmp/x.sock", "--unix-mode", "999"],
+        &["serve", "unix:/tmp/x.sock", "--allow", "127.0.0.1"],
         &["connect", "unix:/tmp/x.sock", "--tls"],
         &["connect", "unix:/tmp/x.sock", "--proxy", "socks5://127.0.0.1:1080"],
     ] {

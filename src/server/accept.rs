@@ -35,7 +35,7 @@ pub(super) async fn accept_loop<L: Accept>(
         let accepted = tokio::select! {
             biased;
             _ = stop.cancelled() => {
-                take_queued(listener, &shared, &mut turned_away).await;
+                take_queued(listener, &shared, &mut turned_away, &stop).await;
                 return Ok(());
             }
             accepted = poll_fn(|cx| listener.poll_accept(cx)) => accepted,
@@ -43,7 +43,7 @@ pub(super) async fn accept_loop<L: Accept>(
         match accepted {
             Ok((stream, peer)) => {
                 backoff.succeeded(&local);
-                admit(&shared, stream, peer, &mut turned_away).await;
+                admit(&shared, stream, peer, &mut turned_away, &stop).await;
             }
             Err(err) if is_transient_accept(&err) => {
                 shared.stats.add_accept_error(&err);
@@ -53,7 +53,7 @@ pub(super) async fn accept_loop<L: Accept>(
                 let pause = backoff.failed(&local, &err);
                 tokio::select! {
                     _ = stop.cancelled() => {
-                        take_queued(listener, &shared, &mut turned_away).await;
+                        take_queued(listener, &shared, &mut turned_away, &stop).await;
                         return Ok(());
                     }
                     _ = tokio::time::sleep(pause) => {}
@@ -65,7 +65,13 @@ pub(super) async fn accept_loop<L: Accept>(
 }
 
 /// Starts a connection's task if the caps allow it, or turns the client away.
-async fn admit<S: Stream>(shared: &Arc<Shared>, stream: S, peer: Peer, turned_away: &mut Burst) {
+async fn admit<S: Stream>(
+    shared: &Arc<Shared>,
+    stream: S,
+    peer: Peer,
+    turned_away: &mut Burst,
+    stop: &CancellationToken,
+) {
     // Access rules and rates are about addresses; a Unix socket's file mode is its access rule.
     if peer.ip().is_some_and(|ip| !shared.config.access.permits(ip)) {
         // Closed before any greeting: a refused client learns nothing about the server.
@@ -91,8 +97,17 @@ async fn admit<S: Stream>(shared: &Arc<Shared>, stream: S, peer: Peer, turned_aw
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
     let connection = Connection::new(Arc::clone(shared), stream, peer, id, slot);
     if let Some(record) = connection.connect_record() {
-        // Queued before the task starts, so it precedes the connection's data.
-        let _ = shared.records.send(record).await;
+        // Queued before the task starts, so it precedes the connection's data; a full output
+        // may delay it, but never past a stop.
+        tokio::select! {
+            biased;
+            permit = shared.records.clone().reserve_owned() => {
+                if let Ok(permit) = permit {
+                    permit.send(record);
+                }
+            }
+            _ = stop.cancelled() => {}
+        }
     }
     tokio::spawn(connection);
 }
@@ -150,10 +165,15 @@ async fn refuse_with_reserve<L: Accept>(
 /// At shutdown: clients whose connection the kernel already completed are accepted and served
 /// through the drain rather than reset when the listener closes; then the listener is dropped,
 /// so later clients are refused at once.
-async fn take_queued<L: Accept>(listener: L, shared: &Arc<Shared>, turned_away: &mut Burst) {
+async fn take_queued<L: Accept>(
+    listener: L,
+    shared: &Arc<Shared>,
+    turned_away: &mut Burst,
+    stop: &CancellationToken,
+) {
     // Polled, never waited on: what the kernel has queued, and no more.
     while let Poll::Ready(Ok((stream, peer))) = poll_fn(|cx| Poll::Ready(listener.poll_accept(cx))).await {
-        admit(shared, stream, peer, turned_away).await;
+        admit(shared, stream, peer, turned_away, stop).await;
     }
 }
 

@@ -218,6 +218,14 @@ impl<S: Stream> Connection<S> {
                 }
             }
             if let Err(end) = Answer::poll_write(&mut self.answer, &mut wire, &self.shared, self.id, cx) {
+                // A command that finished leaves the connection the graceful way: TLS flushed,
+                // and a lingering close, so its last output is not lost to a reset.
+                if matches!(end, End::CommandDone(_)) {
+                    if self.begin_ending(end) {
+                        return Poll::Ready(self.take_ending());
+                    }
+                    continue;
+                }
                 return Poll::Ready(end);
             }
             if !handshaking {

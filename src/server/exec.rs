@@ -10,20 +10,21 @@
 
 use std::future::Future;
 use std::io;
+use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::process::{ExitStatus, Stdio};
+use std::process::Stdio;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use rustix::process::{Pid, Signal, kill_process_group};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, BufReader, ReadBuf};
-use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
+use tokio::process::{ChildStderr, ChildStdin, ChildStdout, Command};
 use tokio::sync::mpsc::error::SendError;
 use tokio::time::Sleep;
 
 use super::Shared;
 use super::echo::Echo;
+use super::process::Group;
 use super::transcript::End;
 use super::wire::Wire;
 use crate::config::ExecCommand;
@@ -36,16 +37,27 @@ const STDERR_LINE_BYTES: u64 = 4096;
 /// How long a command that closed its output may take to exit before the connection closes
 /// without its exit status.
 const EXIT_WAIT: Duration = Duration::from_secs(1);
+/// How often such a command is looked at.
+const EXIT_CHECK: Duration = Duration::from_millis(5);
+/// The server's own values of these are not passed on: a command sees only its connection's.
+const INHERITED_NOT: [&str; 8] = [
+    "TCPREMOTEIP",
+    "TCPREMOTEPORT",
+    "TCPLOCALIP",
+    "TCPLOCALPORT",
+    "TCPREMOTEHOST",
+    "TCPREMOTEINFO",
+    "UNIXREMOTEPID",
+    "UNIXREMOTEEUID",
+];
 
 /// A wait for room in the sink's queue for a record of the command's output.
 type CapacityWait = Pin<Box<dyn Future<Output = Result<OwnedReservation, SendError<()>>> + Send>>;
 
 /// A connection's command and the bytes on their way between it and the client.
 pub(super) struct Exec {
-    /// `None` once it has been reaped or handed to the reaper.
-    child: Option<Child>,
-    /// Its process group (its own pid), which every signal goes to, so its children get them too.
-    group: Option<Pid>,
+    /// `None` once it has been handed to the reaper.
+    group: Option<Group>,
     stdin: Option<ChildStdin>,
     stdout: Option<ChildStdout>,
     /// Client bytes the command has not read yet.
@@ -56,12 +68,16 @@ pub(super) struct Exec {
     to_client_sent: usize,
     /// The client closed its sending side.
     input_ended: bool,
+    /// Checks for the exit of a command that closed its output.
+    exit_check: Option<Pin<Box<Sleep>>>,
     /// The command closed its output; the connection ends once it has exited.
     exit_wait: Option<Pin<Box<Sleep>>>,
     /// Labels the records of its output.
     origin: Origin,
-    /// With `--format json`: room for the record of the next output read.
-    permit: Option<OwnedReservation>,
+    /// With `--format json`: the record of the last output read, until the sink has room for
+    /// it; the command is not read again meanwhile. (Room is asked for only then: a command
+    /// that is silent holds none of the sink's queue.)
+    unrecorded: Option<Vec<u8>>,
     capacity: Option<CapacityWait>,
     grace: Duration,
 }
@@ -75,15 +91,20 @@ impl Exec {
         };
         let mut command = Command::new(program);
         command.args(args).env("HUBCAT_CONN_ID", id.to_string());
+        // Only this connection's values: none inherited from the server's own environment.
+        for name in INHERITED_NOT {
+            command.env_remove(name);
+        }
         match peer {
             Peer::Ip(remote) => {
                 command.env("PROTO", "TCP");
+                // On a dual-stack listener IPv4 clients come as ::ffff:a.b.c.d; scripts expect a.b.c.d.
                 command
-                    .env("TCPREMOTEIP", remote.ip().to_string())
+                    .env("TCPREMOTEIP", remote.ip().to_canonical().to_string())
                     .env("TCPREMOTEPORT", remote.port().to_string());
                 if let Some(local) = local {
                     command
-                        .env("TCPLOCALIP", local.ip().to_string())
+                        .env("TCPLOCALIP", local.ip().to_canonical().to_string())
                         .env("TCPLOCALPORT", local.port().to_string());
                 }
             }
@@ -109,11 +130,12 @@ impl Exec {
         if let Some(stderr) = child.stderr.take() {
             forward_stderr(stderr, format!("#{id} {peer}"));
         }
+        let (stdin, stdout) = (child.stdin.take(), child.stdout.take());
+        let group = Group::new(child).ok_or_else(|| End::Command(format!("{program} exited at once")))?;
         Ok(Exec {
-            group: child.id().and_then(|pid| i32::try_from(pid).ok()).and_then(Pid::from_raw),
-            stdin: child.stdin.take(),
-            stdout: child.stdout.take(),
-            child: Some(child),
+            group: Some(group),
+            stdin,
+            stdout,
             to_child: Vec::new(),
             to_child_taken: 0,
             to_client: Vec::new(),
@@ -121,7 +143,8 @@ impl Exec {
             input_ended: false,
             origin,
             exit_wait: None,
-            permit: None,
+            exit_check: None,
+            unrecorded: None,
             capacity: None,
             grace: shared.config.grace,
         })
@@ -178,27 +201,27 @@ impl Exec {
                 }
             }
             (self.to_client, self.to_client_sent) = (Vec::new(), 0);
-            if self.stdout.is_none() {
-                return self.poll_exit(cx);
-            }
-            if shared.config.style.format == Format::Json && self.permit.is_none() {
+            if self.unrecorded.is_some() {
                 match self.poll_permit(shared, cx) {
                     Poll::Pending => return Ok(()),
                     Poll::Ready(Err(())) => return Err(End::OutputClosed),
-                    Poll::Ready(Ok(permit)) => self.permit = Some(permit),
+                    Poll::Ready(Ok(permit)) => permit.send(self.unrecorded.take().unwrap_or_default()),
                 }
             }
-            let mut buffer = [0u8; OUTPUT_READ_BYTES];
-            let mut read = ReadBuf::new(&mut buffer);
+            if self.stdout.is_none() {
+                return self.poll_exit(cx);
+            }
+            let mut buffer = [MaybeUninit::uninit(); OUTPUT_READ_BYTES];
+            let mut read = ReadBuf::uninit(&mut buffer);
             let Some(stdout) = self.stdout.as_mut() else { continue };
             match Pin::new(stdout).poll_read(cx, &mut read) {
                 Poll::Pending => return Ok(()),
                 Poll::Ready(Ok(())) if !read.filled().is_empty() => {
                     let data = read.filled();
-                    if let Some(permit) = self.permit.take() {
+                    if shared.config.style.format == Format::Json {
                         let mut out = Vec::new();
                         json_event(&mut out, self.origin, Event::Sent { data });
-                        permit.send(out);
+                        self.unrecorded = Some(out);
                     }
                     let rest = Echo::write_now(wire, data)?;
                     self.to_client.extend_from_slice(rest);
@@ -233,26 +256,25 @@ impl Exec {
         }
     }
 
-    /// After the command's output ended: waits a moment for it to exit, then ends the connection.
+    /// After the command's output ended: waits a moment for it to exit (without reaping it:
+    /// see `process`), then ends the connection.
     fn poll_exit(&mut self, cx: &mut Context<'_>) -> Result<(), End> {
-        let status = match self.child.as_mut() {
-            // A new wait each poll is fine: the state lives in the child (cancel-safe).
-            Some(child) => match std::pin::pin!(child.wait()).poll(cx) {
-                Poll::Ready(status) => status.ok(),
-                Poll::Pending => {
-                    let limit = self.exit_wait.get_or_insert_with(|| Box::pin(tokio::time::sleep(EXIT_WAIT)));
-                    if limit.as_mut().poll(cx).is_pending() {
-                        return Ok(());
-                    }
-                    None
-                }
-            },
-            None => None,
-        };
-        if status.is_some() {
-            self.child = None;
+        let Some(group) = self.group.as_ref() else { return Err(End::CommandDone(None)) };
+        loop {
+            if let Some(status) = group.exited() {
+                return Err(End::CommandDone(Some(status)));
+            }
+            let limit = self.exit_wait.get_or_insert_with(|| Box::pin(tokio::time::sleep(EXIT_WAIT)));
+            if limit.as_mut().poll(cx).is_ready() {
+                return Err(End::CommandDone(None));
+            }
+            // Looked at again shortly: an exit that is not reaped wakes nobody.
+            let check = self.exit_check.get_or_insert_with(|| Box::pin(tokio::time::sleep(EXIT_CHECK)));
+            if check.as_mut().poll(cx).is_pending() {
+                return Ok(());
+            }
+            self.exit_check = None;
         }
-        Err(End::CommandDone(status.map(describe_status)))
     }
 
     fn poll_permit(&mut self, shared: &Shared, cx: &mut Context<'_>) -> Poll<Result<OwnedReservation, ()>> {
@@ -263,46 +285,14 @@ impl Exec {
         Poll::Ready(permit.map_err(|_| ()))
     }
 
-    /// The connection ended: the command's pipes close, and a command still running is told
-    /// (SIGHUP) and, if still there after `--grace`, killed; at shutdown it is killed at once.
-    /// It is always reaped: no zombies.
+    /// The connection ended: the command's pipes close and its group is ended (see
+    /// `process::Group::end`).
     pub fn leave(&mut self, end: &End) {
         self.stdin = None;
         self.stdout = None;
-        let Some(mut child) = self.child.take() else { return };
-        if matches!(child.try_wait(), Ok(Some(_))) {
-            return;
+        if let Some(group) = self.group.take() {
+            group.end(self.grace, matches!(end, End::Shutdown));
         }
-        let group = self.group;
-        let at_shutdown = matches!(end, End::Shutdown);
-        signal(group, if at_shutdown { Signal::KILL } else { Signal::HUP });
-        let grace = self.grace;
-        let reap = async move {
-            if tokio::time::timeout(grace, child.wait()).await.is_err() {
-                signal(group, Signal::KILL);
-                let _ = child.wait().await;
-            }
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => drop(runtime.spawn(reap)),
-            // No runtime to wait in (the process is ending): make sure it does not outlive us.
-            Err(_) => signal(group, Signal::KILL),
-        }
-    }
-}
-
-fn signal(group: Option<Pid>, signal: Signal) {
-    if let Some(group) = group {
-        let _ = kill_process_group(group, signal);
-    }
-}
-
-fn describe_status(status: ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt as _;
-    match (status.code(), status.signal()) {
-        (Some(code), _) => format!("status {code}"),
-        (None, Some(signal)) => format!("killed by signal {signal}"),
-        (None, None) => status.to_string(),
     }
 }
 

@@ -21,6 +21,7 @@ mod console;
 mod echo;
 mod exec;
 mod outbox;
+mod process;
 mod rate;
 mod registry;
 mod relay;
@@ -40,6 +41,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use console::{ConnectionView, Console, Metrics, mode_name};
+pub use process::kill_all_commands;
 pub use stats::Summary;
 pub use udp::run_udp;
 
@@ -155,6 +157,8 @@ pub async fn run(
     while accepting.join_next().await.is_some() {}
     let grace = if output_failed.is_cancelled() { Default::default() } else { grace };
     let cut_off = drain(&shared.registry, grace).await;
+    // Commands of --exec still running past the grace period do not outlive the server.
+    kill_all_commands();
     let mut summary = shared.stats.summary(cut_off);
     (summary.dropped, summary.kicked) = shared.room.slow_counts();
     drop(shared);

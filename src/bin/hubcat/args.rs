@@ -8,9 +8,9 @@ use hubcat::access::{Access, AccessRules};
 use hubcat::client::proxy::ProxyUrl;
 use hubcat::client::tls::Verify;
 use hubcat::config::{
-    DEFAULT_BUSY_MESSAGE, DEFAULT_CHUNK_BYTES, DEFAULT_DIAL_TIMEOUT, DEFAULT_GRACE, DEFAULT_HOST,
-    DEFAULT_MAX_LINE, DEFAULT_PORT, DEFAULT_RELAY_QUEUE_BYTES, DEFAULT_SLOW_TIMEOUT, DEFAULT_UDP_WAIT,
-    ExecCommand, Mode, SlowClient, default_max_conns,
+    DEFAULT_BUSY_MESSAGE, DEFAULT_CHUNK_BYTES, DEFAULT_DIAL_TIMEOUT, DEFAULT_EXEC_MAX_CONNS, DEFAULT_GRACE,
+    DEFAULT_HOST, DEFAULT_MAX_LINE, DEFAULT_PORT, DEFAULT_RELAY_QUEUE_BYTES, DEFAULT_SLOW_TIMEOUT,
+    DEFAULT_UDP_WAIT, ExecCommand, Mode, SlowClient, default_max_conns,
 };
 use hubcat::tls::{ServerTls, TlsSetupError, parse_fingerprint};
 use hubcat::unix::UnixAddr;
@@ -277,6 +277,18 @@ impl ServeArgs {
         if self.udp {
             return Err(usage_error("--udp needs a host and port, not a Unix socket"));
         }
+        let address_rules = !self.allow.is_empty()
+            || !self.deny.is_empty()
+            || !self.allow_file.is_empty()
+            || !self.deny_file.is_empty()
+            || self.max_conns_per_ip.is_some()
+            || self.max_conn_rate_per_ip.is_some();
+        if address_rules {
+            return Err(usage_error(
+                "--allow, --deny and the per-address limits are for network clients; on a Unix socket, \
+                 the file's permissions (--unix-mode) decide who may connect",
+            ));
+        }
         if self.unix_mode.is_some() && matches!(addr, UnixAddr::Abstract(_)) {
             return Err(usage_error("--unix-mode needs a socket file; an abstract name has no permissions"));
         }
@@ -306,12 +318,22 @@ impl ServeArgs {
             }
         };
         let exec = match (&self.exec, &self.exec_argv) {
+            (Some(command), _) if command.trim().is_empty() => {
+                return Err(usage_error("--exec needs a command"));
+            }
             (Some(command), _) => Some(ExecCommand::shell(command)),
             (None, Some(command)) => {
                 Some(ExecCommand::argv(command).ok_or_else(|| usage_error("--exec-argv needs a command"))?)
             }
             (None, None) => None,
         };
+        if let Some(ExecCommand { program, .. }) = &exec {
+            if !is_runnable(program) {
+                return Err(usage_error(format!(
+                    "--exec: cannot run {program:?}: not an executable file here or in PATH"
+                )));
+            }
+        }
         let settings = ServerSettings {
             mode: match self.mode {
                 _ if exec.is_some() => Mode::Exec,
@@ -332,7 +354,10 @@ impl ServeArgs {
             greeting: self.greeting.as_deref().map(line),
             grace,
             shutdown_notice: notice,
-            max_conns: self.max_conns.unwrap_or_else(|| default_max_conns(open_files)),
+            max_conns: self.max_conns.unwrap_or_else(|| match exec {
+                Some(_) => DEFAULT_EXEC_MAX_CONNS.min(default_max_conns(open_files)),
+                None => default_max_conns(open_files),
+            }),
             max_conns_per_ip: self.max_conns_per_ip,
             max_conn_rate_per_ip: self.max_conn_rate_per_ip,
             busy_message: line(&self.busy_message),
@@ -352,6 +377,19 @@ impl ServeArgs {
         }
         Ok(config)
     }
+}
+
+/// True when `program` names an executable file, as given (with a `/`) or found in PATH.
+fn is_runnable(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    let executable = |path: &std::path::Path| {
+        std::fs::metadata(path).is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        return executable(std::path::Path::new(program));
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| executable(&dir.join(program))))
 }
 
 /// File permissions in octal, as chmod takes them (660, 0660).

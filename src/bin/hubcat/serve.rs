@@ -142,7 +142,7 @@ fn become_user(identity: Option<&Identity>, unix: Option<&UnixAddr>) -> Result<(
     let Some(identity) = identity else { return Ok(()) };
     if let Some(UnixAddr::Path(path)) = unix {
         let (uid, gid) = identity.ids();
-        std::os::unix::fs::chown(path, Some(uid), Some(gid))
+        std::os::unix::fs::lchown(path, Some(uid), Some(gid))
             .map_err(|err| format!("cannot hand {} to {identity}: {err}", path.display()))?;
     }
     identity.drop_privileges()?;
@@ -246,6 +246,7 @@ fn watch_signals(shutdown: Shutdown) -> std::io::Result<()> {
                 shutdown.trigger();
             } else {
                 eprintln!("error: stopped at once by a second signal; data still queued is lost");
+                hubcat::server::kill_all_commands();
                 std::process::exit(130);
             }
         }
