@@ -196,7 +196,7 @@ fn all_the_output_arrives_even_when_the_client_sent_more_than_the_command_read()
 fn idle_commands_hold_no_room_in_the_output_queue() {
     // More idle sessions than the output queue has slots (1,024): JSON records of the
     // commands' output must not reserve a slot while a command is silent.
-    let mut server = ServeProcess::start(&[
+    let server = ServeProcess::start(&[
         "127.0.0.1",
         "0",
         "--exec-argv",
