@@ -38,7 +38,7 @@ pub async fn connect(args: ConnectArgs) -> ExitCode {
         };
         let peer = socket.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| format!("{host}:{port}"));
         let Some(mode) =
-            input_mode(&mut input, config.name.clone(), false, interactive, &peer, transport).await
+            session_mode(&mut input, &args, Direction::Both, interactive, &peer, transport).await
         else {
             return ExitCode::SUCCESS;
         };
@@ -124,7 +124,14 @@ fn direction(args: &ConnectArgs) -> Direction {
     }
 }
 
-/// What is sent: raw when only receiving, otherwise as [`input_mode`] picks.
+fn server_ended(what: &str) -> ExitCode {
+    eprintln!("hubcat: {what}");
+    ExitCode::from(EXIT_SERVER_ENDED)
+}
+
+/// Raw when only receiving; chat when asked for; named lines when a name is given or the user
+/// types at a terminal (asking for the name if needed); raw bytes otherwise. `None` when the
+/// input ends before a name is given.
 async fn session_mode<R>(
     input: &mut BufReader<R>,
     args: &ConnectArgs,
@@ -136,31 +143,10 @@ async fn session_mode<R>(
 where
     R: tokio::io::AsyncRead + Unpin,
 {
+    let (name, chat) = (args.name.clone(), args.chat);
     if direction == Direction::RecvOnly {
         return Some(InputMode::Raw);
     }
-    input_mode(input, args.name.clone(), args.chat, interactive, peer, transport).await
-}
-
-fn server_ended(what: &str) -> ExitCode {
-    eprintln!("hubcat: {what}");
-    ExitCode::from(EXIT_SERVER_ENDED)
-}
-
-/// Chat when asked for; named lines when a name is given or the user types at a terminal
-/// (asking for the name if needed); raw bytes otherwise. `None` when the input ends before a
-/// name is given.
-async fn input_mode<R>(
-    input: &mut BufReader<R>,
-    name: Option<String>,
-    chat: bool,
-    interactive: bool,
-    peer: &str,
-    transport: &str,
-) -> Option<InputMode>
-where
-    R: tokio::io::AsyncRead + Unpin,
-{
     if !interactive && !chat {
         return Some(name.map_or(InputMode::Raw, InputMode::Named));
     }
