@@ -40,19 +40,28 @@ pub async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, NetError>
 /// Binds a TCP listener on every address. With port 0 and several addresses, all of them get
 /// the same free port, so a client can reach the server on any of them.
 pub fn bind_tcp(addrs: &[SocketAddr]) -> Result<Vec<std::net::TcpListener>, NetError> {
+    bind_tcp_with(addrs, false)
+}
+
+/// Like [`bind_tcp`]; with `reuse_port` (SO_REUSEPORT), other processes may listen on the same
+/// port too, and the kernel spreads new connections among them.
+pub fn bind_tcp_with(addrs: &[SocketAddr], reuse_port: bool) -> Result<Vec<std::net::TcpListener>, NetError> {
     bind_all(addrs, |addr| {
         let socket = new_socket(addr, Type::STREAM, Protocol::TCP)?;
         socket.set_reuse_address(true)?;
+        socket.set_reuse_port(reuse_port)?;
         socket.bind(&addr.into())?;
         socket.listen(LISTEN_BACKLOG)?;
         Ok(socket.into())
     })
 }
 
-/// Binds a UDP socket on every address, with the same port-sharing rule as [`bind_tcp`].
-pub fn bind_udp(addrs: &[SocketAddr]) -> Result<Vec<std::net::UdpSocket>, NetError> {
+/// Binds a UDP socket on every address, with the same port-sharing rule as [`bind_tcp`]; with
+/// `reuse_port`, other processes may bind the port too and the kernel spreads datagrams.
+pub fn bind_udp(addrs: &[SocketAddr], reuse_port: bool) -> Result<Vec<std::net::UdpSocket>, NetError> {
     bind_all(addrs, |addr| {
         let socket = new_socket(addr, Type::DGRAM, Protocol::UDP)?;
+        socket.set_reuse_port(reuse_port)?;
         socket.bind(&addr.into())?;
         Ok(socket.into())
     })

@@ -197,6 +197,11 @@ pub struct ServeArgs {
     /// Like --exec, without a shell: CMD is split at spaces (like ncat --exec).
     #[arg(long, value_name = "CMD", conflicts_with_all = ["mode", "udp", "recv_only"])]
     pub exec_argv: Option<String>,
+    /// Let other processes listen on the same port (SO_REUSEPORT): run several `hubcat serve
+    /// --reuse-port` and the kernel spreads new connections among them. With one --output
+    /// file, they append to it whole records at a time.
+    #[arg(long)]
+    pub reuse_port: bool,
     /// Serve the web console on ADDR (HOST:PORT): live connections, the transcript, a form to
     /// answer clients, /metrics (Prometheus) and /api/connections. Loopback unless
     /// --web-token is given.

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use hubcat::access::Access;
-use hubcat::addr::{bind_tcp, bind_udp, resolve};
+use hubcat::addr::{bind_tcp, bind_tcp_with, bind_udp, resolve};
 use hubcat::config::default_max_conns;
 use hubcat::output::SinkError;
 use hubcat::server::{self, Listener, ServeError};
@@ -87,11 +87,12 @@ pub async fn serve(args: ServeArgs) -> ExitCode {
         return fail(format_args!("cannot install the SIGHUP handler: {err}"));
     }
     let result = if args.udp {
-        let sockets =
-            match bind_udp(&addrs).and_then(|s| into_tokio(s, tokio::net::UdpSocket::from_std, &addrs)) {
-                Ok(sockets) => sockets,
-                Err(err) => return fail(err),
-            };
+        let sockets = match bind_udp(&addrs, args.reuse_port)
+            .and_then(|s| into_tokio(s, tokio::net::UdpSocket::from_std, &addrs))
+        {
+            Ok(sockets) => sockets,
+            Err(err) => return fail(err),
+        };
         if let Err(err) = become_user(identity.as_ref(), None) {
             return fail(err);
         }
@@ -109,7 +110,7 @@ pub async fn serve(args: ServeArgs) -> ExitCode {
                         .map_err(|source| hubcat::NetError::ListenUnix { addr: addr.to_string(), source })
                 })
                 .map(|listener| vec![listener]),
-            None => bind_tcp(&addrs)
+            None => bind_tcp_with(&addrs, args.reuse_port)
                 .and_then(|l| into_tokio(l, tokio::net::TcpListener::from_std, &addrs))
                 .map(|listeners| listeners.into_iter().map(Listener::Tcp).collect()),
         };
