@@ -7,6 +7,7 @@ mod bench;
 mod connect;
 mod privilege;
 mod serve;
+mod systemd;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

@@ -103,14 +103,22 @@ pub async fn serve(args: ServeArgs) -> ExitCode {
         }
         server::run_udp(sockets, config, sink, shutdown).await
     } else {
-        let listeners = match &unix {
-            Some(addr) => bind_unix(addr, args.unix_mode)
+        let inherited = match crate::systemd::inherited_listeners() {
+            Ok(inherited) => inherited,
+            Err(err) => return fail(err),
+        };
+        let listeners = match (inherited, &unix) {
+            (Some(inherited), _) => {
+                info!("serving the {} sockets systemd passed (HOST and PORT are not used)", inherited.len());
+                Ok(inherited)
+            }
+            (None, Some(addr)) => bind_unix(addr, args.unix_mode)
                 .and_then(|binding| {
                     Listener::unix(binding)
                         .map_err(|source| hubcat::NetError::ListenUnix { addr: addr.to_string(), source })
                 })
                 .map(|listener| vec![listener]),
-            None => bind_tcp_with(&addrs, args.reuse_port)
+            (None, None) => bind_tcp_with(&addrs, args.reuse_port)
                 .and_then(|l| into_tokio(l, tokio::net::TcpListener::from_std, &addrs))
                 .map(|listeners| listeners.into_iter().map(Listener::Tcp).collect()),
         };
@@ -124,6 +132,7 @@ pub async fn serve(args: ServeArgs) -> ExitCode {
         for listener in &listeners {
             info!("listening on {}", listener.label());
         }
+        crate::systemd::ready();
         server::run(listeners, config, sink, shutdown).await
     };
     match result {
@@ -244,6 +253,7 @@ fn watch_signals(shutdown: Shutdown) -> std::io::Result<()> {
             }
             if round == 0 {
                 info!("shutting down: no new connections; signal again to stop at once");
+                crate::systemd::stopping();
                 shutdown.trigger();
             } else {
                 eprintln!("error: stopped at once by a second signal; data still queued is lost");
