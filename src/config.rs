@@ -56,6 +56,9 @@ pub fn default_max_conns(open_files: usize) -> usize {
     open_files.saturating_sub(RESERVED_DESCRIPTORS.min(open_files / 4)).max(1)
 }
 
+/// How long a load balancer has to send its PROXY header.
+pub(crate) const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The default connection cap with `--exec`: each connection is a process and five
 /// descriptors, so a client must not be able to fill the process table (tcpserver's is 40).
 pub const DEFAULT_EXEC_MAX_CONNS: usize = 100;
@@ -191,6 +194,9 @@ pub struct ServerSettings {
     pub send_only: bool,
     /// The command of [`Mode::Exec`].
     pub exec: Option<ExecCommand>,
+    /// With `--proxy-protocol`: the load balancers believed (`--proxy-from`); every connection
+    /// must come from one and start with a PROXY header.
+    pub proxy_from: Option<Vec<ipnet::IpNet>>,
     /// The web console's view of the server (`--web`); connections keep counters for it.
     pub console: Option<crate::server::Console>,
 }
@@ -220,6 +226,7 @@ impl Default for ServerSettings {
             recv_only: false,
             send_only: false,
             exec: None,
+            proxy_from: None,
             console: None,
         }
     }

@@ -9,14 +9,16 @@ use std::sync::atomic::Ordering;
 use std::task::Poll;
 use std::time::Duration;
 
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::Shared;
 use super::conn::Connection;
+use super::proxied;
 use super::registry::Refusal;
 use super::socket::{Accept, Socket, Stream};
-use crate::config::{ACCEPT_BACKOFF_FIRST, ACCEPT_BACKOFF_MAX};
+use crate::config::{ACCEPT_BACKOFF_FIRST, ACCEPT_BACKOFF_MAX, PROXY_HEADER_TIMEOUT};
 use crate::error::{NetError, is_out_of_descriptors, is_transient_accept, reason};
 use crate::output::{Event, Format, Origin, Peer, json_event};
 
@@ -31,6 +33,8 @@ pub(super) async fn accept_loop<L: Accept>(
     let mut turned_away = Burst::default();
     // Held so that, out of descriptors, one can be freed to accept a client and tell it to go.
     let mut reserve = File::open("/dev/null").ok();
+    // With --proxy-protocol: connections whose header has been read, back from their tasks.
+    let (headed_tx, mut headed) = mpsc::channel::<Headed<L::Stream>>(HEADED_QUEUE);
     loop {
         let accepted = tokio::select! {
             biased;
@@ -38,12 +42,28 @@ pub(super) async fn accept_loop<L: Accept>(
                 take_queued(listener, &shared, &mut turned_away, &stop).await;
                 return Ok(());
             }
+            Some(result) = headed.recv() => {
+                match result {
+                    Ok((stream, peer)) => admit(&shared, stream, peer, &mut turned_away, &stop).await,
+                    Err((peer, why)) => {
+                        debug!("{peer}: closed: {why}");
+                        record_refusal(&shared, peer, Refusal::NotProxied);
+                        turned_away.refused(Refusal::NotProxied, peer, shared.registry.len());
+                    }
+                }
+                continue;
+            }
             accepted = poll_fn(|cx| listener.poll_accept(cx)) => accepted,
         };
         match accepted {
             Ok((stream, peer)) => {
                 backoff.succeeded(&local);
-                admit(&shared, stream, peer, &mut turned_away, &stop).await;
+                match &shared.config.proxy_from {
+                    Some(trusted) => {
+                        read_proxy_header(stream, peer, trusted, &shared, &headed_tx, &mut turned_away)
+                    }
+                    None => admit(&shared, stream, peer, &mut turned_away, &stop).await,
+                }
             }
             Err(err) if is_transient_accept(&err) => {
                 shared.stats.add_accept_error(&err);
@@ -62,6 +82,43 @@ pub(super) async fn accept_loop<L: Accept>(
             Err(source) => return Err(NetError::Accept { addr: local, source }),
         }
     }
+}
+
+/// A connection with its PROXY header read (and the client's own address), or why not.
+type Headed<S> = Result<(S, Peer), (Peer, String)>;
+/// Connections whose header was read and that wait for the accept loop to admit them.
+const HEADED_QUEUE: usize = 256;
+
+/// A connection from a load balancer: its PROXY header is read in a task of its own (a
+/// balancer that stalls holds up nobody), then it comes back to be admitted under the
+/// client's own address. A connection from anywhere else is closed at once.
+fn read_proxy_header<S: Stream>(
+    mut stream: S,
+    peer: Peer,
+    trusted: &[ipnet::IpNet],
+    shared: &Arc<Shared>,
+    headed: &mpsc::Sender<Headed<S>>,
+    turned_away: &mut Burst,
+) {
+    let balancer = match peer {
+        Peer::Ip(addr) if trusted.iter().any(|net| net.contains(&addr.ip())) => addr,
+        _ => {
+            record_refusal(shared, peer, Refusal::NotProxied);
+            turned_away.refused(Refusal::NotProxied, peer, shared.registry.len());
+            return;
+        }
+    };
+    let headed = headed.clone();
+    tokio::spawn(async move {
+        let read =
+            tokio::time::timeout(PROXY_HEADER_TIMEOUT, proxied::read_header(&mut stream, balancer)).await;
+        let result = match read {
+            Ok(Ok(client)) => Ok((stream, Peer::Ip(client))),
+            Ok(Err(err)) => Err((peer, crate::error::reason(&err))),
+            Err(_) => Err((peer, format!("no PROXY header within {PROXY_HEADER_TIMEOUT:?}"))),
+        };
+        let _ = headed.send(result).await;
+    });
 }
 
 /// Starts a connection's task if the caps allow it, or turns the client away.
@@ -134,6 +191,7 @@ fn record_refusal(shared: &Shared, peer: Peer, refusal: Refusal) {
             Refusal::OutOfDescriptors => "out of file descriptors",
             Refusal::Denied => "not allowed by --allow/--deny",
             Refusal::TooFast => "over --max-conn-rate-per-ip",
+            Refusal::NotProxied => "not from --proxy-from with a PROXY header",
         };
         json_event(&mut out, Origin { conn: None, peer }, Event::Refused { reason });
         let _ = shared.records.try_send(out);
@@ -232,6 +290,9 @@ impl Burst {
                 Refusal::TooFast => {
                     warn!("{from} is over --max-conn-rate-per-ip: turning its new connections away")
                 }
+                Refusal::NotProxied => warn!(
+                    "{from}: closed: --proxy-protocol takes connections only from --proxy-from, each with a PROXY header"
+                ),
             }
         }
         self.refused += 1;

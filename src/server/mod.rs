@@ -7,7 +7,8 @@
 //! | `conn` | one connection's life, the same in every mode (the hand-written future) |
 //! | `wire` | a connection's bytes on the socket, plain or through TLS (rustls, sans-IO) |
 //! | `answer` | what a mode writes back: dispatch to `echo`, `relay` or `exec` |
-//! | `exec` | `--exec`: a command per connection, its pipes, signals and reaping |
+//! | `exec`, `process` | `--exec`: a command per connection and its pipes; its process group |
+//! | `proxied` | the PROXY protocol header of a load balancer |
 //! | `socket` | TCP and Unix streams and listeners, as the core uses them |
 //! | `relay`, `outbox`, `room`, `chat` | a relay client's own side; its queue and health; the room and its gate; chat lines |
 //! | `console` | the web console's view: live connections, metrics, lines and disconnects it sends |
@@ -22,6 +23,7 @@ mod echo;
 mod exec;
 mod outbox;
 mod process;
+mod proxied;
 mod rate;
 mod registry;
 mod relay;

@@ -51,6 +51,8 @@ pub enum Refusal {
     Denied,
     /// The client's address opened connections faster than `--max-conn-rate-per-ip`.
     TooFast,
+    /// With `--proxy-protocol`: not from `--proxy-from`, or no valid PROXY header.
+    NotProxied,
 }
 
 /// Live connections and the phase they follow.

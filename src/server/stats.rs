@@ -26,7 +26,7 @@ pub struct Stats {
 }
 
 /// Reasons a client is turned away, as metrics label them.
-const REFUSALS: [&str; 5] = ["cap", "per_ip", "descriptors", "acl", "rate"];
+const REFUSALS: [&str; 6] = ["cap", "per_ip", "descriptors", "acl", "rate", "proxy"];
 /// Timeouts, as metrics label them.
 const TIMEOUTS: [&str; 3] = ["first_byte", "idle", "max_duration"];
 /// Kinds of transient accept error, as metrics label them.
@@ -68,6 +68,7 @@ impl Stats {
             Refusal::OutOfDescriptors => 2,
             Refusal::Denied => 3,
             Refusal::TooFast => 4,
+            Refusal::NotProxied => 5,
         };
         self.refusals[index].fetch_add(1, Ordering::Relaxed);
     }

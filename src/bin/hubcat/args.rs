@@ -197,6 +197,15 @@ pub struct ServeArgs {
     /// Like --exec, without a shell: CMD is split at spaces (like ncat --exec).
     #[arg(long, value_name = "CMD", conflicts_with_all = ["mode", "udp", "recv_only"])]
     pub exec_argv: Option<String>,
+    /// Behind a load balancer: every connection starts with a PROXY protocol header (v1 or v2,
+    /// HAProxy's send-proxy / send-proxy-v2), and the client's own address it gives is used in
+    /// records, events, access rules and per-address limits. Needs --proxy-from.
+    #[arg(long, requires = "proxy_from", conflicts_with = "udp")]
+    pub proxy_protocol: bool,
+    /// With --proxy-protocol: the load balancers to believe (CIDR, repeatable); connections
+    /// from anywhere else are refused.
+    #[arg(long, value_name = "CIDR", requires = "proxy_protocol")]
+    pub proxy_from: Vec<String>,
     /// Let other processes listen on the same port (SO_REUSEPORT): run several `hubcat serve
     /// --reuse-port` and the kernel spreads new connections among them. With one --output
     /// file, they append to it whole records at a time.
@@ -282,7 +291,8 @@ impl ServeArgs {
         if self.udp {
             return Err(usage_error("--udp needs a host and port, not a Unix socket"));
         }
-        let address_rules = !self.allow.is_empty()
+        let address_rules = self.proxy_protocol
+            || !self.allow.is_empty()
             || !self.deny.is_empty()
             || !self.allow_file.is_empty()
             || !self.deny_file.is_empty()
@@ -290,8 +300,8 @@ impl ServeArgs {
             || self.max_conn_rate_per_ip.is_some();
         if address_rules {
             return Err(usage_error(
-                "--allow, --deny and the per-address limits are for network clients; on a Unix socket, \
-                 the file's permissions (--unix-mode) decide who may connect",
+                "--allow, --deny, the per-address limits and --proxy-protocol are for network clients; \
+                 on a Unix socket, the file's permissions (--unix-mode) decide who may connect",
             ));
         }
         if self.unix_mode.is_some() && matches!(addr, UnixAddr::Abstract(_)) {
@@ -375,6 +385,10 @@ impl ServeArgs {
             send_only: self.send_only,
             exec,
             console: self.web.is_some().then(hubcat::server::Console::new),
+            proxy_from: match self.proxy_protocol {
+                true => Some(self.proxy_from.iter().map(|cidr| parse_cidr(cidr)).collect::<Result<_, _>>()?),
+                false => None,
+            },
         };
         let config = ServerConfig::new(settings).map_err(usage_error)?;
         if self.udp && matches!(config.mode, Mode::Chat | Mode::Broker) {
@@ -395,6 +409,15 @@ fn is_runnable(program: &str) -> bool {
     }
     std::env::var_os("PATH")
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| executable(&dir.join(program))))
+}
+
+/// A CIDR block, or one address as a block of one.
+fn parse_cidr(text: &str) -> Result<ipnet::IpNet, clap::Error> {
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| {
+            usage_error(format!("--proxy-from {text:?} is not an address or CIDR block like 10.0.0.0/8"))
+        })
 }
 
 /// File permissions in octal, as chmod takes them (660, 0660).
