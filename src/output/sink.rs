@@ -11,6 +11,7 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{broadcast, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -83,6 +84,10 @@ pub struct Written {
 /// How many writes a live viewer may fall behind before it skips some: each holds up to
 /// `SINK_BATCH_BYTES`, and the ones a viewer has not taken stay allocated until overwritten.
 const WATCH_DEPTH: usize = 16;
+/// Viewers are handed a big write at most this often; the big writes between are only counted.
+const WATCH_EVERY: Duration = Duration::from_millis(20);
+/// Writes smaller than this are always handed to viewers.
+const WATCH_SMALL: usize = 16 * 1024;
 
 /// A running sink: its channel, and a way to learn that it failed or finished.
 pub struct Sink {
@@ -100,7 +105,15 @@ impl Sink {
         let failed = CancellationToken::new();
         let (done_tx, done) = oneshot::channel();
         let (watch, _) = broadcast::channel(WATCH_DEPTH);
-        let writer = Writer { out, name, rx, failed: failed.clone(), watch: watch.clone(), watched: 0 };
+        let writer = Writer {
+            out,
+            name,
+            rx,
+            failed: failed.clone(),
+            watch: watch.clone(),
+            watched: 0,
+            last_shown: None,
+        };
         thread::Builder::new().name("hubcat-writer".into()).spawn(move || {
             let _ = done_tx.send(writer.run());
         })?;
@@ -202,8 +215,10 @@ struct Writer {
     rx: RecordReceiver,
     failed: CancellationToken,
     watch: broadcast::Sender<Written>,
-    /// Records handed to viewers so far.
+    /// Records written while someone was watching.
     watched: u64,
+    /// When viewers were last handed a write.
+    last_shown: Option<Instant>,
 }
 
 impl Writer {
@@ -262,9 +277,16 @@ impl Writer {
             return;
         }
         let count = batch.iter().map(|records| memchr::memchr_iter(b'\n', records).count() as u64).sum();
-        // The buffers move into the broadcast; the next batch starts a new list.
-        let buffers = Arc::new(std::mem::replace(batch, Vec::with_capacity(SINK_QUEUE_DEPTH)));
-        let _ = self.watch.send(Written { first: self.watched, count, buffers });
+        // Viewers show a few lines a moment: in a flood, most big writes are only counted. A
+        // small write (a quiet server's) is always handed over, so a viewer never misses the
+        // last line for want of a next one.
+        let bytes: usize = batch.iter().map(Vec::len).sum();
+        if bytes < WATCH_SMALL || self.last_shown.is_none_or(|shown| shown.elapsed() >= WATCH_EVERY) {
+            self.last_shown = Some(Instant::now());
+            // The buffers move into the broadcast; the next batch starts a new list.
+            let buffers = Arc::new(std::mem::replace(batch, Vec::with_capacity(batch.len())));
+            let _ = self.watch.send(Written { first: self.watched, count, buffers });
+        }
         self.watched += count;
     }
 
