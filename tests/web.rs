@@ -106,6 +106,7 @@ fn metrics_parse_and_count_what_happened() {
     assert_eq!(metric(&scrape, "hubcat_received_lines_total", None), 3.0);
     assert_eq!(metric(&scrape, "hubcat_received_bytes_total", None), 14.0);
     assert_eq!(metric(&scrape, "hubcat_sent_bytes_total", None), 14.0, "the echo");
+    assert_eq!(metric(&scrape, "hubcat_sent_lines_total", None), 3.0);
     assert_eq!(metric(&scrape, "hubcat_connections_refused_total", Some(("reason", "acl"))), 1.0);
     assert_eq!(metric(&scrape, "hubcat_connections_refused_total", Some(("reason", "cap"))), 0.0);
     for family in
@@ -133,10 +134,11 @@ fn the_api_lists_connections_and_sends_lines_and_disconnects() {
     let list: serde_json::Value = serde_json::from_str(&body).expect("JSON");
     assert_eq!(list["total"], 2);
     let rows = list["connections"].as_array().expect("rows");
-    assert_eq!(rows[0]["peer"], first.local_addr().expect("addr").to_string());
-    assert_eq!(rows[0]["bytes_in"], 6);
-    assert_eq!(rows[1]["bytes_in"], 3);
-    let first_id = rows[0]["id"].as_u64().expect("id");
+    // Newest first.
+    assert_eq!(rows[1]["peer"], first.local_addr().expect("addr").to_string());
+    assert_eq!(rows[1]["bytes_in"], 6);
+    assert_eq!(rows[0]["bytes_in"], 3);
+    let first_id = rows[1]["id"].as_u64().expect("id");
 
     let (status, body) = post_json(web, "/api/send", &format!(r#"{{"to":{first_id},"text":"just you"}}"#));
     assert_eq!((status, body.as_str()), (200, r#"{"sent_to":1}"#));
@@ -169,13 +171,14 @@ fn the_api_lists_connections_and_sends_lines_and_disconnects() {
 
 #[test]
 fn a_token_guards_everything_and_the_network_needs_one() {
-    let mut server =
-        ServeProcess::start(&["127.0.0.1", "0", "--web", "127.0.0.1:0", "--web-token", "s3cret"]);
+    const TOKEN: &str = "s3cret-0123456789abcdef";
+    let mut server = ServeProcess::start(&["127.0.0.1", "0", "--web", "127.0.0.1:0", "--web-token", TOKEN]);
     let web = console_addr(&mut server);
     assert_eq!(get(web, "/api/connections").0, 401);
     assert_eq!(get(web, "/metrics?token=wrong").0, 401);
-    assert_eq!(get(web, "/metrics?token=s3cret").0, 200);
-    assert_eq!(request(web, "GET", "/", &["Authorization: Bearer s3cret"], "").0, 200);
+    assert_eq!(get(web, "/metrics?token=").0, 401);
+    assert_eq!(get(web, &format!("/metrics?token={TOKEN}")).0, 200);
+    assert_eq!(request(web, "GET", "/", &[&format!("Authorization: bearer {TOKEN}")], "").0, 200);
     assert!(server.stop().status.success());
 
     let mut server = ServeProcess::start(&["127.0.0.1", "0", "--web", "127.0.0.1:0"]);
@@ -192,6 +195,12 @@ fn a_token_guards_everything_and_the_network_needs_one() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // An empty or short token (an unset variable, say) would keep nobody out.
+    for token in ["", "   ", "short"] {
+        let out = run_hubcat(&["serve", "127.0.0.1", "0", "--web", "0.0.0.0:0", "--web-token", token], b"");
+        assert_eq!(out.status.code(), Some(1), "{token:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("at least 16 characters"));
+    }
 }
 
 #[test]
@@ -258,6 +267,27 @@ fn a_flood_is_sampled_newest_first_with_the_skipped_lines_counted() {
     }
     assert_eq!(skipped + shown as u64, 5000, "every line is shown or counted as skipped");
     assert!(skipped > 0, "a flood is sampled");
+    drop(stream);
+    assert!(server.stop().status.success());
+}
+
+#[test]
+fn console_text_for_a_client_that_does_not_read_is_bounded() {
+    let mut server = ServeProcess::start(&["127.0.0.1", "0", "--web", "127.0.0.1:0", "--mode", "echo"]);
+    let web = console_addr(&mut server);
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(4096).expect("small buffer");
+    socket.connect(&server.addr.into()).expect("connects");
+    let stream: TcpStream = socket.into();
+    server.wait_for_event("connected");
+    let list: serde_json::Value = serde_json::from_str(&get(web, "/api/connections").1).expect("JSON");
+    let id = list["connections"][0]["id"].as_u64().expect("id");
+    let line = "z".repeat(4000);
+    let body = format!(r#"{{"to":{id},"text":"{line}"}}"#);
+    let busy = (0..5000).map(|_| post_json(web, "/api/send", &body).0).find(|&status| status != 200);
+    assert_eq!(busy, Some(429), "a client that takes nothing is refused more, not buffered without end");
+    let (_, text) = get(web, "/metrics");
+    assert!(text.contains("hubcat_sent_lines_total"), "lines out are counted");
     drop(stream);
     assert!(server.stop().status.success());
 }

@@ -111,7 +111,15 @@ impl Chat<'_> {
         };
         self.reply(format!("* welcome, {nick}; {here}; {COMMANDS}\n"));
         self.announce(&format!("* {nick} joined\n"));
+        self.note_nick(&nick);
         self.relay.nick = Some(nick);
+    }
+
+    /// Tells the web console, if there is one, what this client is called now.
+    fn note_nick(&self, nick: &str) {
+        if let Some(console) = &self.shared.config.console {
+            console.set_nick(self.id, nick);
+        }
     }
 
     /// Runs a `/command`.
@@ -134,6 +142,7 @@ impl Chat<'_> {
                         Ok(_) => {
                             self.reply(format!("* you are now {new}\n"));
                             self.announce(&format!("* {nick} is now {new}\n"));
+                            self.note_nick(&new);
                             self.relay.nick = Some(new);
                         }
                     },

@@ -156,7 +156,7 @@ impl<S: Stream> Connection<S> {
             if let Some(extras) = self.extras.as_mut() {
                 if let Some((end, mut limit)) = extras.ending.take() {
                     let limit_passed = limit.as_mut().poll(cx).is_ready();
-                    let sent = extras.live.as_deref().map(|live| &live.bytes_out);
+                    let sent = extras.live.as_deref();
                     let mut wire = Wire { stream: &self.stream, tls: extras.tls.as_deref_mut(), sent };
                     let flushed = Answer::poll_flush(&mut self.answer, &mut wire, &self.shared, cx);
                     if limit_passed || (flushed.is_ready() && !lingers(&end)) {
@@ -181,12 +181,16 @@ impl<S: Stream> Connection<S> {
                     }
                 }
             }
-            if let Some(mail) = self.extras.as_ref().and_then(|e| e.live.as_ref()).and_then(|l| l.take_mail())
+            let room = !Answer::has_unsent(&self.answer);
+            if let Some(mail) =
+                self.extras.as_ref().and_then(|e| e.live.as_ref()).and_then(|l| l.take_mail(room))
             {
                 if mail.kick {
                     return Poll::Ready(End::Kicked);
                 }
-                Answer::console(&mut self.answer, &self.shared, &mail.text);
+                if !mail.text.is_empty() {
+                    Answer::console(&mut self.answer, &self.shared, &mail.text);
+                }
             }
             let origin = self.origin();
             let (tls, sent) = wire_parts(&mut self.extras);
@@ -217,7 +221,13 @@ impl<S: Stream> Connection<S> {
                     continue;
                 }
             }
-            if let Err(end) = Answer::poll_write(&mut self.answer, &mut wire, &self.shared, self.id, cx) {
+            let written = Answer::poll_write(&mut self.answer, &mut wire, &self.shared, self.id, cx);
+            let mail_waits = self.extras.as_ref().and_then(|e| e.live.as_ref()).is_some_and(|l| l.has_mail());
+            if written.is_ok() && mail_waits && !Answer::has_unsent(&self.answer) {
+                // The client took what it was owed: now the console's text.
+                continue;
+            }
+            if let Err(end) = written {
                 // A command that finished leaves the connection the graceful way: TLS flushed,
                 // and a lingering close, so its last output is not lost to a reset.
                 if matches!(end, End::CommandDone(_)) {
@@ -294,7 +304,7 @@ impl<S: Stream> Connection<S> {
                     report_tls(shared, origin, tls.as_deref());
                 }
                 if n > 0 && !shared.config.send_only {
-                    let mut wire = Wire { stream: &*stream, tls, sent: live.map(|live| &live.bytes_out) };
+                    let mut wire = Wire { stream: &*stream, tls, sent: live };
                     // Answer first: the client waits for it, the transcript does not.
                     let answered = Answer::received(answer, &mut wire, shared, id, data);
                     let lines_before = transcript.lines();
@@ -372,9 +382,9 @@ impl<S: Stream> Connection<S> {
 /// console's count of bytes sent.
 fn wire_parts(
     extras: &mut Option<Box<Extras>>,
-) -> (Option<&mut rustls::ServerConnection>, Option<&std::sync::atomic::AtomicU64>) {
+) -> (Option<&mut rustls::ServerConnection>, Option<&LiveConn>) {
     match extras.as_deref_mut() {
-        Some(Extras { tls, live, .. }) => (tls.as_deref_mut(), live.as_deref().map(|live| &live.bytes_out)),
+        Some(Extras { tls, live, .. }) => (tls.as_deref_mut(), live.as_deref()),
         None => (None, None),
     }
 }

@@ -41,6 +41,8 @@ pub(super) struct LiveConn {
     pub(super) bytes_in: AtomicU64,
     pub(super) lines_in: AtomicU64,
     pub(super) bytes_out: AtomicU64,
+    pub(super) lines_out: AtomicU64,
+    nick: Mutex<Option<String>>,
     /// Set when `mail` holds something: the connection looks at one flag per poll.
     has_mail: AtomicBool,
     mail: Mutex<Mail>,
@@ -58,6 +60,18 @@ pub(super) struct Mail {
 /// Most bytes the console may leave waiting for one connection; more is refused, so a console
 /// user cannot make a stalled client hold unbounded memory.
 const MAIL_LIMIT: usize = 64 * 1024;
+
+/// Why a line from the console was not sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotSent {
+    /// No live connection has that number.
+    NoSuchConnection,
+    /// The connection has too much console text waiting already.
+    Busy,
+    /// The server sends nothing to its clients (`--recv-only`, print mode `--send-only`), or
+    /// has not started.
+    NotServing,
+}
 
 /// A live connection, as `/api/connections` shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,6 +115,8 @@ pub struct Metrics {
     pub lines_in: u64,
     /// Bytes sent to clients since start.
     pub bytes_out: u64,
+    /// Lines sent to clients since start.
+    pub lines_out: u64,
     /// Bytes waiting for the output writer.
     pub output_queue_bytes: u64,
     /// Bytes waiting in relay clients' queues.
@@ -140,6 +156,8 @@ impl Console {
             bytes_in: AtomicU64::new(0),
             lines_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
+            lines_out: AtomicU64::new(0),
+            nick: Mutex::new(None),
             has_mail: AtomicBool::new(false),
             mail: Mutex::new(Mail::default()),
         });
@@ -147,22 +165,36 @@ impl Console {
         conn
     }
 
-    /// Forgets a closed connection, keeping its totals.
+    /// Forgets a closed connection, keeping its totals (added first, so they never dip).
     pub(super) fn close(&self, conn: &LiveConn) {
-        self.live().remove(&conn.id);
         if let Some(shared) = self.shared() {
-            shared.stats.add_sent(conn.bytes_out.load(Ordering::Relaxed));
+            shared
+                .stats
+                .add_sent(conn.bytes_out.load(Ordering::Relaxed), conn.lines_out.load(Ordering::Relaxed));
+        }
+        self.live().remove(&conn.id);
+    }
+
+    /// Notes connection `id`'s chat nickname.
+    pub(super) fn set_nick(&self, id: u64, nick: &str) {
+        if let Some(conn) = self.live().get(&id) {
+            *conn.nick.lock().unwrap_or_else(PoisonError::into_inner) = Some(nick.to_string());
         }
     }
 
-    /// Every live connection, oldest first.
+    /// Every live connection, newest first.
     pub fn connections(&self) -> Vec<ConnectionView> {
         let now = Instant::now();
-        let nicks = self.shared().map(|shared| shared.room.nicks()).unwrap_or_default();
-        let mut views: Vec<ConnectionView> =
-            self.live().values().map(|conn| conn.view(now, nicks.get(&conn.id).cloned())).collect();
-        views.sort_by_key(|view| view.id);
+        // The table's lock is held only to copy pointers: accepts and closes wait on it.
+        let live: Vec<Arc<LiveConn>> = self.live().values().cloned().collect();
+        let mut views: Vec<ConnectionView> = live.iter().map(|conn| conn.view(now)).collect();
+        views.sort_by_key(|view| std::cmp::Reverse(view.id));
         views
+    }
+
+    /// True when the records are raw bytes, which the console must escape itself.
+    pub fn records_are_raw(&self) -> bool {
+        self.shared().is_some_and(|shared| shared.config.style.format == crate::output::Format::Raw)
     }
 
     /// The server's numbers now (all zero before it starts).
@@ -174,16 +206,22 @@ impl Console {
         };
         let totals = shared.stats.summary(0);
         let (slow_dropped, slow_disconnected) = shared.room.slow_counts();
+        let mut refused = shared.stats.refusals();
+        let timed_out = shared.stats.timeouts();
+        // A client that connects and never speaks is turned away by the first-byte timeout.
+        refused
+            .extend(timed_out.iter().filter(|(kind, _)| *kind == "first_byte").map(|&(_, n)| ("timeout", n)));
         Metrics {
             mode: mode_name(shared.config.mode),
             open: shared.registry.len() as u64,
             accepted: shared.next_id.load(Ordering::Relaxed).saturating_sub(1),
-            refused: shared.stats.refusals(),
-            timed_out: shared.stats.timeouts(),
+            refused,
+            timed_out,
             accept_errors: shared.stats.accept_errors(),
             bytes_in: totals.bytes + sum(|c| &c.bytes_in),
             lines_in: totals.lines + sum(|c| &c.lines_in),
-            bytes_out: shared.stats.sent() + sum(|c| &c.bytes_out),
+            bytes_out: shared.stats.sent().0 + sum(|c| &c.bytes_out),
+            lines_out: shared.stats.sent().1 + sum(|c| &c.lines_out),
             output_queue_bytes: shared.records.queued_bytes() as u64,
             relay_queue_bytes: shared.room.queued_bytes() as u64,
             slow_dropped,
@@ -193,13 +231,13 @@ impl Console {
 
     /// Sends `text` and a newline to connection `to`, or to every connection; returns how many
     /// took it (a connection with too much console text already waiting does not).
-    pub fn send(&self, to: Option<u64>, text: &str) -> usize {
-        let Some(shared) = self.shared() else { return 0 };
+    pub fn send(&self, to: Option<u64>, text: &str) -> Result<usize, NotSent> {
+        let Some(shared) = self.shared() else { return Err(NotSent::NotServing) };
         if shared.config.recv_only || shared.config.send_only && shared.config.mode == Mode::Print {
-            return 0;
+            return Err(NotSent::NotServing);
         }
         let targets: Vec<Arc<LiveConn>> = match to {
-            Some(id) => self.live().get(&id).cloned().into_iter().collect(),
+            Some(id) => vec![self.live().get(&id).cloned().ok_or(NotSent::NoSuchConnection)?],
             None => self.live().values().cloned().collect(),
         };
         let mut sent = 0;
@@ -216,7 +254,10 @@ impl Console {
                 sent += 1;
             }
         }
-        sent
+        match (to, sent) {
+            (Some(_), 0) => Err(NotSent::Busy),
+            _ => Ok(sent),
+        }
     }
 
     /// Disconnects connection `id`; false when there is no such connection.
@@ -233,13 +274,13 @@ impl Console {
 }
 
 impl LiveConn {
-    fn view(&self, now: Instant, nick: Option<String>) -> ConnectionView {
+    fn view(&self, now: Instant) -> ConnectionView {
         let age = now.saturating_duration_since(self.opened);
         let last_read = Duration::from_millis(self.last_read_ms.load(Ordering::Relaxed));
         ConnectionView {
             id: self.id,
             peer: self.peer.to_string(),
-            nick,
+            nick: self.nick.lock().unwrap_or_else(PoisonError::into_inner).clone(),
             opened_at: self.opened_at,
             age,
             idle: age.saturating_sub(last_read),
@@ -265,13 +306,25 @@ impl LiveConn {
         taken
     }
 
-    /// What the console left, if anything (one atomic load when nothing).
-    pub(super) fn take_mail(&self) -> Option<Mail> {
-        // A plain load first: the swap, a write, only when there is mail.
-        if !self.has_mail.load(Ordering::Acquire) || !self.has_mail.swap(false, Ordering::AcqRel) {
+    /// True while the console has left something (one atomic load).
+    pub(super) fn has_mail(&self) -> bool {
+        self.has_mail.load(Ordering::Acquire)
+    }
+
+    /// What the console left: a kick at once; text only when `room` (the client has taken
+    /// what it was owed), so console text waits here, within [`MAIL_LIMIT`], not in the
+    /// connection's unbounded answer.
+    pub(super) fn take_mail(&self, room: bool) -> Option<Mail> {
+        if !self.has_mail() {
             return None;
         }
-        Some(std::mem::take(&mut *self.mail.lock().unwrap_or_else(PoisonError::into_inner)))
+        let mut mail = self.mail.lock().unwrap_or_else(PoisonError::into_inner);
+        if !mail.kick && (!room || mail.text.is_empty()) {
+            self.has_mail.store(!mail.text.is_empty(), Ordering::Release);
+            return None;
+        }
+        self.has_mail.store(false, Ordering::Release);
+        Some(std::mem::take(&mut *mail))
     }
 }
 

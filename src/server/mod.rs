@@ -42,7 +42,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-pub use console::{ConnectionView, Console, Metrics, mode_name};
+pub use console::{ConnectionView, Console, Metrics, NotSent, mode_name};
 pub use process::kill_all_commands;
 pub use stats::Summary;
 pub use udp::run_udp;

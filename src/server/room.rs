@@ -189,11 +189,6 @@ impl Room {
         self.congested.load(Ordering::Acquire)
     }
 
-    /// The members' nicknames, by connection.
-    pub fn nicks(&self) -> HashMap<u64, String> {
-        self.lock().iter().filter_map(|(&id, member)| Some((id, member.nick.clone()?))).collect()
-    }
-
     /// Bytes waiting in the members' queues.
     pub fn queued_bytes(&self) -> usize {
         self.lock().values().map(|member| member.outbox.queued()).sum()

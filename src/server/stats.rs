@@ -15,8 +15,9 @@ pub struct Stats {
     datagrams: AtomicU64,
     bytes: AtomicU64,
     lines: AtomicU64,
-    /// Bytes sent by connections that have closed (counted only with the console).
+    /// Bytes and lines sent to connections that have closed (counted only with the console).
     sent: AtomicU64,
+    sent_lines: AtomicU64,
     /// Clients turned away, by [`REFUSALS`].
     refusals: [AtomicU64; REFUSALS.len()],
     /// Connections closed by a timeout, by [`TIMEOUTS`].
@@ -94,14 +95,15 @@ impl Stats {
         self.accept_errors[index].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Counts bytes a closed connection was sent.
-    pub fn add_sent(&self, bytes: u64) {
+    /// Counts bytes and lines a closed connection was sent.
+    pub fn add_sent(&self, bytes: u64, lines: u64) {
         self.sent.fetch_add(bytes, Ordering::Relaxed);
+        self.sent_lines.fetch_add(lines, Ordering::Relaxed);
     }
 
-    /// Bytes sent to connections that have closed.
-    pub fn sent(&self) -> u64 {
-        self.sent.load(Ordering::Relaxed)
+    /// Bytes and lines sent to connections that have closed.
+    pub fn sent(&self) -> (u64, u64) {
+        (self.sent.load(Ordering::Relaxed), self.sent_lines.load(Ordering::Relaxed))
     }
 
     /// Clients turned away, by reason.

@@ -4,11 +4,12 @@
 //! `TLS_BUFFER_LIMIT` each way, so a TLS client is bounded like any other.
 
 use std::io::{self, IoSlice, Read, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, ready};
 
 use rustls::ServerConnection;
 
+use super::console::LiveConn;
 use super::socket::Socket;
 
 /// The line a plaintext client gets on a TLS port, instead of a binary alert it cannot read.
@@ -20,8 +21,8 @@ pub(super) struct Wire<'a> {
     pub stream: &'a dyn Socket,
     /// The TLS session, on a TLS listener.
     pub tls: Option<&'a mut ServerConnection>,
-    /// Counts the bytes sent, for the web console.
-    pub sent: Option<&'a AtomicU64>,
+    /// Counts what is sent, for the web console.
+    pub sent: Option<&'a LiveConn>,
 }
 
 /// The socket as `std::io` sees it, never waiting (`WouldBlock` when it would).
@@ -143,7 +144,7 @@ impl Wire<'_> {
             None => self.stream.try_write(data),
             Some(_) => self.write_tls(&[IoSlice::new(data)]),
         };
-        self.count(written)
+        self.count(written, &[IoSlice::new(data)])
     }
 
     /// Writes as much of `slices` as can go now, in order; `WouldBlock` when nothing can.
@@ -152,12 +153,19 @@ impl Wire<'_> {
             None => self.stream.try_write_vectored(slices),
             Some(_) => self.write_tls(slices),
         };
-        self.count(written)
+        self.count(written, slices)
     }
 
-    fn count(&self, written: io::Result<usize>) -> io::Result<usize> {
-        if let (Some(sent), Ok(n)) = (self.sent, &written) {
-            sent.fetch_add(*n as u64, Ordering::Relaxed);
+    fn count(&self, written: io::Result<usize>, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+        if let (Some(live), Ok(n)) = (self.sent, &written) {
+            let (mut rest, mut lines) = (*n, 0);
+            for slice in slices {
+                let taken = &slice[..rest.min(slice.len())];
+                lines += memchr::memchr_iter(b'\n', taken).count() as u64;
+                rest -= taken.len();
+            }
+            live.bytes_out.fetch_add(*n as u64, Ordering::Relaxed);
+            live.lines_out.fetch_add(lines, Ordering::Relaxed);
         }
         written
     }

@@ -31,6 +31,19 @@ const LIST_ROWS: usize = 500;
 /// Longest line shown; the rest is cut (the transcript on stdout has it whole).
 const MAX_SHOWN_LINE: usize = 2000;
 
+/// A line as the page shows it: cut to [`MAX_SHOWN_LINE`]; raw records (`--format raw`) are
+/// escaped here as the text formats are (the page only ever inserts text, but a bidi
+/// override could still make a line read wrong).
+fn shown(line: &[u8], raw: bool) -> String {
+    let line = &line[..line.len().min(MAX_SHOWN_LINE)];
+    if raw {
+        let mut escaped = Vec::with_capacity(line.len());
+        crate::output::escape_into(&mut escaped, line);
+        return String::from_utf8_lossy(&escaped).into_owned();
+    }
+    String::from_utf8_lossy(line).into_owned()
+}
+
 /// One browser's feed.
 struct Feed {
     app: App,
@@ -98,15 +111,18 @@ impl Feed {
                 skipped += front;
             }
         }
+        // From the end: only the lines shown are cut out and made into strings.
+        let raw = self.app.console.records_are_raw();
         let mut lines: Vec<String> = recent
             .iter()
-            .flat_map(|written| written.buffers.iter())
-            .flat_map(|records| records.strip_suffix(b"\n").unwrap_or(records).split(|&b| b == b'\n'))
-            .map(|line| String::from_utf8_lossy(&line[..line.len().min(MAX_SHOWN_LINE)]).into_owned())
+            .rev()
+            .flat_map(|written| written.buffers.iter().rev())
+            .flat_map(|records| records.strip_suffix(b"\n").unwrap_or(records).rsplit(|&b| b == b'\n'))
+            .take(LINES_PER_TICK)
+            .map(|line| shown(line, raw))
             .collect();
-        let extra = lines.len().saturating_sub(LINES_PER_TICK);
-        skipped += extra as u64;
-        lines.drain(..extra);
+        lines.reverse();
+        skipped += held.saturating_sub(lines.len() as u64);
         (lines, skipped)
     }
 }

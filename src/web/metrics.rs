@@ -31,7 +31,7 @@ pub(super) fn render(metrics: &Metrics) -> String {
     family(
         "connections_refused_total",
         "counter",
-        "Clients turned away, by reason: cap (--max-conns), per_ip, descriptors, acl (--allow/--deny), rate.",
+        "Clients turned away, by reason: cap (--max-conns), per_ip, descriptors, acl (--allow/--deny), rate, proxy, timeout (said nothing within --first-byte-timeout).",
         &labelled("reason", &metrics.refused),
     );
     family(
@@ -49,6 +49,7 @@ pub(super) fn render(metrics: &Metrics) -> String {
     family("received_bytes_total", "counter", "Bytes received from clients.", &[(None, metrics.bytes_in)]);
     family("received_lines_total", "counter", "Lines received from clients.", &[(None, metrics.lines_in)]);
     family("sent_bytes_total", "counter", "Bytes sent to clients.", &[(None, metrics.bytes_out)]);
+    family("sent_lines_total", "counter", "Lines sent to clients.", &[(None, metrics.lines_out)]);
     family(
         "output_queue_bytes",
         "gauge",

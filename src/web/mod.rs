@@ -13,6 +13,7 @@
 //! anything are JSON POSTs, which a page of another origin cannot send without CORS.
 
 mod events;
+mod listener;
 mod metrics;
 
 use std::net::SocketAddr;
@@ -29,7 +30,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::output::Written;
-use crate::server::{ConnectionView, Console};
+use crate::server::{ConnectionView, Console, NotSent};
 
 /// The page: HTML, CSS and script in one file, compiled in.
 const PAGE: &str = include_str!("console.html");
@@ -44,7 +45,13 @@ pub enum WebError {
         "the web console on {0} would be open to the network: give --web-token (or serve it on 127.0.0.1)"
     )]
     NeedsToken(SocketAddr),
+    /// A token too short to keep anyone out (an empty `HUBCAT_WEB_TOKEN`, say).
+    #[error("--web-token must be at least 16 characters, like the output of `openssl rand -hex 16`")]
+    WeakToken,
 }
+
+/// The shortest token accepted.
+const MIN_TOKEN_BYTES: usize = 16;
 
 #[derive(Clone)]
 struct App {
@@ -55,6 +62,9 @@ struct App {
 
 /// Checks that the console may listen on `addr` with `token`.
 pub fn check_access(addr: SocketAddr, token: Option<&str>) -> Result<(), WebError> {
+    if token.is_some_and(|token| token.trim().len() < MIN_TOKEN_BYTES) {
+        return Err(WebError::WeakToken);
+    }
     if token.is_none() && !addr.ip().is_loopback() {
         return Err(WebError::NeedsToken(addr));
     }
@@ -69,7 +79,7 @@ pub async fn serve(
     token: Option<String>,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
-    let app = App { console, watch, token: token.map(Arc::from) };
+    let app = App { console, watch, token: token.map(|token| Arc::from(token.trim())) };
     let router = Router::new()
         .route("/", get(page))
         .route("/api/connections", get(connections))
@@ -81,7 +91,7 @@ pub async fn serve(
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .layer(middleware::from_fn_with_state(app.clone(), guard))
         .with_state(app);
-    axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned()).await
+    axum::serve(listener::Bounded::new(listener), router).with_graceful_shutdown(stop.cancelled_owned()).await
 }
 
 /// The access check every request goes through.
@@ -114,6 +124,9 @@ async fn guard(State(app): State<App>, request: Request, next: Next) -> Response
         ),
     );
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, header::HeaderValue::from_static("nosniff"));
+    // The token may be in the address: never pass it on, never keep the page.
+    headers.insert(header::REFERRER_POLICY, header::HeaderValue::from_static("no-referrer"));
+    headers.insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
     response
 }
 
@@ -122,12 +135,16 @@ fn presented_token(request: &Request) -> Option<String> {
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| v.split_once(' '))
+        .and_then(|(scheme, token)| scheme.eq_ignore_ascii_case("bearer").then_some(token))
     {
         return Some(bearer.trim().to_string());
     }
     let query = request.uri().query()?;
-    query.split('&').find_map(|pair| pair.strip_prefix("token=")).map(percent_decode)
+    query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("token="))
+        .map(|token| percent_decode(token).trim().to_string())
 }
 
 /// Decodes `%XX` escapes and `+` (a token pasted into an address bar may carry them).
@@ -222,10 +239,19 @@ async fn send(State(app): State<App>, axum::Json(body): axum::Json<Value>) -> Re
             }
         },
     };
-    let sent = app.console.send(to, text);
-    if to.is_some() && sent == 0 {
-        return (StatusCode::NOT_FOUND, axum::Json(json!({ "sent_to": 0 }))).into_response();
-    }
+    let sent = match app.console.send(to, text) {
+        Ok(sent) => sent,
+        Err(why) => {
+            let (status, error) = match why {
+                NotSent::NoSuchConnection => (StatusCode::NOT_FOUND, "no such connection"),
+                NotSent::Busy => {
+                    (StatusCode::TOO_MANY_REQUESTS, "the connection has not taken the earlier lines yet")
+                }
+                NotSent::NotServing => (StatusCode::CONFLICT, "this server sends nothing to its clients"),
+            };
+            return (status, axum::Json(json!({ "sent_to": 0, "error": error }))).into_response();
+        }
+    };
     match to {
         Some(id) => tracing::info!("web console: sent a line to #{id}"),
         None => tracing::info!("web console: sent a line to {sent} clients"),
