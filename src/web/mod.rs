@@ -301,6 +301,7 @@ mod tests {
         );
         assert!(!check("evil.example:8080") && !check("10.0.0.1:8080"));
         assert!(check_access("0.0.0.0:8080".parse().expect("addr"), None).is_err());
-        assert!(check_access("0.0.0.0:8080".parse().expect("addr"), Some("t")).is_ok());
+        assert!(check_access("0.0.0.0:8080".parse().expect("addr"), Some("0123456789abcdef")).is_ok());
+        assert!(check_access("127.0.0.1:8080".parse().expect("addr"), Some("short")).is_err());
     }
 }
