@@ -1,4 +1,5 @@
-//! `--mode echo`: every byte goes back to its sender as received, in order. A read is written
+//! `--mode echo`: every byte goes back to its sender as received, in order. (`Echo`, the bytes
+//! owed to a client, also holds an `--exec` command's output on its way.) A read is written
 //! back at once; what the client's socket does not take is kept and the client is not read
 //! again until it has gone out, so a client that sends without reading holds at most one read.
 //! When the client shuts its sending side, what it is still owed is sent and the server closes.

@@ -9,7 +9,6 @@
 //! while the client has not taken its last output.
 
 use std::future::Future;
-use std::io;
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -63,9 +62,8 @@ pub(super) struct Exec {
     /// Client bytes the command has not read yet.
     to_child: Vec<u8>,
     to_child_taken: usize,
-    /// Command output the client has not taken yet.
-    to_client: Vec<u8>,
-    to_client_sent: usize,
+    /// Command output (and console text) the client has not taken yet.
+    to_client: Echo,
     /// The client closed its sending side.
     input_ended: bool,
     /// Checks for the exit of a command that closed its output.
@@ -138,8 +136,7 @@ impl Exec {
             stdout,
             to_child: Vec::new(),
             to_child_taken: 0,
-            to_client: Vec::new(),
-            to_client_sent: 0,
+            to_client: Echo::default(),
             input_ended: false,
             origin,
             exit_wait: None,
@@ -164,12 +161,12 @@ impl Exec {
 
     /// Queues `text` for the client, after the output it is owed (a line from the web console).
     pub fn queue(&mut self, text: &[u8]) {
-        self.to_client.extend_from_slice(text);
+        self.to_client.queue(text);
     }
 
     /// True while the client is owed some of the command's output.
     pub fn has_unsent(&self) -> bool {
-        self.to_client_sent < self.to_client.len()
+        self.to_client.has_unsent()
     }
 
     /// Ready when the client may be read: the command took the last read, and the client's
@@ -188,19 +185,11 @@ impl Exec {
     ) -> Result<(), End> {
         self.feed_command(cx);
         loop {
-            while self.to_client_sent < self.to_client.len() {
-                match wire.poll_write_ready(cx) {
-                    Poll::Pending => return Ok(()),
-                    Poll::Ready(Err(err)) => return Err(End::from_io(err)),
-                    Poll::Ready(Ok(())) => {}
-                }
-                match wire.try_write(&self.to_client[self.to_client_sent..]) {
-                    Ok(n) => self.to_client_sent += n,
-                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(err) => return Err(End::from_io(err)),
-                }
+            // The same bookkeeping as an echo client's: bytes owed, written as the socket takes them.
+            self.to_client.poll_write(wire, cx)?;
+            if self.to_client.has_unsent() {
+                return Ok(());
             }
-            (self.to_client, self.to_client_sent) = (Vec::new(), 0);
             if self.unrecorded.is_some() {
                 match self.poll_permit(shared, cx) {
                     Poll::Pending => return Ok(()),
@@ -224,7 +213,7 @@ impl Exec {
                         self.unrecorded = Some(out);
                     }
                     let rest = Echo::write_now(wire, data)?;
-                    self.to_client.extend_from_slice(rest);
+                    self.to_client.queue(rest);
                 }
                 // The end of its output (or a failed pipe, which means the same).
                 Poll::Ready(_) => self.stdout = None,
