@@ -139,7 +139,9 @@ fn lower_first(text: &str) -> String {
 
 fn listen_hint(addr: SocketAddr, err: &io::Error) -> &'static str {
     match err.kind() {
-        io::ErrorKind::AddrInUse => " (another program is listening there; pick another port)",
+        io::ErrorKind::AddrInUse => {
+            " (another program is listening there; pick another port, or run every server with --reuse-port)"
+        }
         io::ErrorKind::PermissionDenied if addr.port() < 1024 => {
             " (ports below 1024 need root or CAP_NET_BIND_SERVICE; pick a port above 1023)"
         }
@@ -217,7 +219,7 @@ mod tests {
         assert_eq!(
             listen.to_string(),
             "cannot listen on 127.0.0.1:50000: address already in use \
-             (another program is listening there; pick another port)"
+             (another program is listening there; pick another port, or run every server with --reuse-port)"
         );
         let addr: SocketAddr = "127.0.0.1:3001".parse().expect("valid address");
         let dial = NetError::Connect { addr, source: os(libc::ECONNREFUSED) };

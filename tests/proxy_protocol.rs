@@ -115,3 +115,56 @@ fn haproxy_v1_and_v2_give_the_client_address_to_records_and_rules() {
     assert_eq!(refused, 2, "{:?}", stopped.stdout);
     assert!(!stopped.stdout.iter().any(|l| l.contains("let me in") || l.contains("no header here")));
 }
+
+#[test]
+fn a_dual_stack_listener_believes_an_ipv4_balancer_and_health_checks_leave_no_trace() {
+    let mut server = ServeProcess::start(&[
+        "::",
+        "0",
+        "--proxy-protocol",
+        "--proxy-from",
+        "127.0.0.1",
+        "--format",
+        "json",
+    ]);
+    let port = server.addr.port();
+    let mut balancer = TcpStream::connect(("127.0.0.1", port)).expect("IPv4 to a dual-stack listener");
+    balancer.write_all(b"PROXY TCP4 192.0.2.9 127.0.0.1 5555 80\r\nfrom behind\n").expect("sends");
+    server.wait_for_data_containing("from behind");
+    let line = server.data_seen.iter().find(|l| l.contains("from behind")).expect("a record");
+    assert!(line.contains("\"peer\":\"192.0.2.9:5555\""), "{line}");
+    drop(balancer);
+    // A v2 LOCAL header is HAProxy checking that the server is up: not a client.
+    let mut check = TcpStream::connect(("127.0.0.1", port)).expect("connects");
+    check.write_all(b"\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00").expect("sends");
+    let mut rest = Vec::new();
+    check.set_read_timeout(Some(LIMIT)).expect("timeout");
+    let _ = check.read_to_end(&mut rest);
+    let stopped = server.stop();
+    assert!(stopped.status.success());
+    let connects = stopped.stdout.iter().filter(|l| l.contains("\"event\":\"connect\"")).count();
+    assert_eq!(connects, 1, "the health check is not a connection: {:?}", stopped.stdout);
+}
+
+#[test]
+fn connections_waiting_for_their_header_count_against_the_cap() {
+    let server = ServeProcess::start(&[
+        "127.0.0.1",
+        "0",
+        "--proxy-protocol",
+        "--proxy-from",
+        "127.0.0.1",
+        "--max-conns",
+        "5",
+    ]);
+    // Trusted, but they never send a header: each holds a descriptor while it is awaited.
+    let silent: Vec<TcpStream> = (0..5).map(|_| TcpStream::connect(server.addr).expect("connects")).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut extra = TcpStream::connect(server.addr).expect("connects");
+    extra.set_read_timeout(Some(LIMIT)).expect("timeout");
+    let mut reply = String::new();
+    let _ = extra.read_to_string(&mut reply);
+    assert!(reply.starts_with("server busy"), "{reply:?}");
+    drop(silent);
+    assert!(server.stop().status.success());
+}

@@ -84,3 +84,40 @@ fn tells_systemd_when_it_is_ready_and_when_it_stops() {
     assert_eq!(&notice[..n], b"STOPPING=1\n");
     assert!(wait_with_limit(&mut server).success());
 }
+
+#[test]
+fn a_udp_server_says_it_is_ready_too_and_accept_yes_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("notify");
+    let notices = UnixDatagram::bind(&path).expect("a notify socket");
+    notices.set_read_timeout(Some(LIMIT)).expect("timeout");
+    let mut server = Command::new(hubcat_bin())
+        .args(["serve", "127.0.0.1", "0", "--udp"])
+        .env("NOTIFY_SOCKET", &path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starts");
+    let mut notice = [0u8; 256];
+    let n = notices.recv(&mut notice).expect("a notice");
+    assert_eq!(&notice[..n], b"READY=1\n");
+    let status = Command::new("kill").args(["-TERM", &server.id().to_string()]).status().expect("kill");
+    assert!(status.success());
+    assert!(wait_with_limit(&mut server).success());
+
+    // Accept=yes hands over a connection, not a listener.
+    let port =
+        std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("addr").port();
+    let mut activator = Command::new("systemd-socket-activate")
+        .args(["-a", "-l", &format!("127.0.0.1:{port}"), hubcat_bin(), "serve"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("systemd-socket-activate runs");
+    let events = lines_of(activator.stderr.take().expect("piped"));
+    wait_for(&events, "Listening on");
+    let _client = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connects");
+    wait_for(&events, "use Accept=no");
+    let _ = Command::new("kill").args(["-TERM", &activator.id().to_string()]).status();
+    let _ = wait_with_limit(&mut activator);
+}

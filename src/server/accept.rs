@@ -4,14 +4,15 @@
 
 use std::fs::File;
 use std::future::poll_fn;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::Poll;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use super::Shared;
 use super::conn::Connection;
@@ -33,24 +34,17 @@ pub(super) async fn accept_loop<L: Accept>(
     let mut turned_away = Burst::default();
     // Held so that, out of descriptors, one can be freed to accept a client and tell it to go.
     let mut reserve = File::open("/dev/null").ok();
-    // With --proxy-protocol: connections whose header has been read, back from their tasks.
-    let (headed_tx, mut headed) = mpsc::channel::<Headed<L::Stream>>(HEADED_QUEUE);
+    // With --proxy-protocol: connections whose PROXY header is being read, each in a task.
+    let mut headers = JoinSet::new();
     loop {
         let accepted = tokio::select! {
             biased;
             _ = stop.cancelled() => {
-                take_queued(listener, &shared, &mut turned_away, &stop).await;
+                take_queued(listener, &shared, &mut turned_away, &stop, &mut headers).await;
                 return Ok(());
             }
-            Some(result) = headed.recv() => {
-                match result {
-                    Ok((stream, peer)) => admit(&shared, stream, peer, &mut turned_away, &stop).await,
-                    Err((peer, why)) => {
-                        debug!("{peer}: closed: {why}");
-                        record_refusal(&shared, peer, Refusal::NotProxied);
-                        turned_away.refused(Refusal::NotProxied, peer, shared.registry.len());
-                    }
-                }
+            Some(joined) = headers.join_next(), if !headers.is_empty() => {
+                headed(joined, &shared, &mut turned_away, &stop).await;
                 continue;
             }
             accepted = poll_fn(|cx| listener.poll_accept(cx)) => accepted,
@@ -60,7 +54,7 @@ pub(super) async fn accept_loop<L: Accept>(
                 backoff.succeeded(&local);
                 match &shared.config.proxy_from {
                     Some(trusted) => {
-                        read_proxy_header(stream, peer, trusted, &shared, &headed_tx, &mut turned_away)
+                        read_proxy_header(stream, peer, trusted, &shared, &mut headers, &mut turned_away)
                     }
                     None => admit(&shared, stream, peer, &mut turned_away, &stop).await,
                 }
@@ -73,7 +67,7 @@ pub(super) async fn accept_loop<L: Accept>(
                 let pause = backoff.failed(&local, &err);
                 tokio::select! {
                     _ = stop.cancelled() => {
-                        take_queued(listener, &shared, &mut turned_away, &stop).await;
+                        take_queued(listener, &shared, &mut turned_away, &stop, &mut headers).await;
                         return Ok(());
                     }
                     _ = tokio::time::sleep(pause) => {}
@@ -84,41 +78,67 @@ pub(super) async fn accept_loop<L: Accept>(
     }
 }
 
-/// A connection with its PROXY header read (and the client's own address), or why not.
-type Headed<S> = Result<(S, Peer), (Peer, String)>;
-/// Connections whose header was read and that wait for the accept loop to admit them.
-const HEADED_QUEUE: usize = 256;
+/// A connection with its PROXY header read: the client's own address, or `None` for the
+/// balancer's own check (LOCAL, UNKNOWN); or why it was refused.
+type Headed<S> = Result<(S, Option<SocketAddr>), (Peer, String)>;
 
 /// A connection from a load balancer: its PROXY header is read in a task of its own (a
-/// balancer that stalls holds up nobody), then it comes back to be admitted under the
-/// client's own address. A connection from anywhere else is closed at once.
+/// balancer that stalls holds up nobody), then it is admitted under the client's own address.
+/// A connection from anywhere else is closed at once, and so is one more than the connection
+/// cap can hold while headers are being read (each holds a descriptor).
 fn read_proxy_header<S: Stream>(
     mut stream: S,
     peer: Peer,
     trusted: &[ipnet::IpNet],
     shared: &Arc<Shared>,
-    headed: &mpsc::Sender<Headed<S>>,
+    headers: &mut JoinSet<Headed<S>>,
     turned_away: &mut Burst,
 ) {
     let balancer = match peer {
-        Peer::Ip(addr) if trusted.iter().any(|net| net.contains(&addr.ip())) => addr,
+        // A dual-stack listener sees an IPv4 balancer as ::ffff:a.b.c.d.
+        Peer::Ip(addr) if trusted.iter().any(|net| net.contains(&addr.ip().to_canonical())) => addr,
         _ => {
+            shared.stats.add_refused();
             record_refusal(shared, peer, Refusal::NotProxied);
             turned_away.refused(Refusal::NotProxied, peer, shared.registry.len());
             return;
         }
     };
-    let headed = headed.clone();
-    tokio::spawn(async move {
-        let read =
-            tokio::time::timeout(PROXY_HEADER_TIMEOUT, proxied::read_header(&mut stream, balancer)).await;
-        let result = match read {
-            Ok(Ok(client)) => Ok((stream, Peer::Ip(client))),
-            Ok(Err(err)) => Err((peer, crate::error::reason(&err))),
-            Err(_) => Err((peer, format!("no PROXY header within {PROXY_HEADER_TIMEOUT:?}"))),
-        };
-        let _ = headed.send(result).await;
+    if headers.len() + shared.registry.len() >= shared.config.max_conns {
+        refuse(shared, &stream, peer, Refusal::Full);
+        turned_away.refused(Refusal::Full, peer, shared.registry.len());
+        return;
+    }
+    headers.spawn(async move {
+        let read = tokio::time::timeout(PROXY_HEADER_TIMEOUT, proxied::read_header(&mut stream)).await;
+        match read {
+            Ok(Ok(client)) => {
+                Ok((stream, client.map(|addr| SocketAddr::new(addr.ip().to_canonical(), addr.port()))))
+            }
+            Ok(Err(err)) => Err((Peer::Ip(balancer), crate::error::reason(&err))),
+            Err(_) => Err((Peer::Ip(balancer), format!("no PROXY header within {PROXY_HEADER_TIMEOUT:?}"))),
+        }
     });
+}
+
+/// Admits a connection whose header was read, or counts why it was not.
+async fn headed<S: Stream>(
+    joined: Result<Headed<S>, tokio::task::JoinError>,
+    shared: &Arc<Shared>,
+    turned_away: &mut Burst,
+    stop: &CancellationToken,
+) {
+    match joined {
+        Ok(Ok((stream, Some(client)))) => admit(shared, stream, Peer::Ip(client), turned_away, stop).await,
+        // The balancer checking that the server is up: nothing to record.
+        Ok(Ok((_, None))) => {}
+        Ok(Err((peer, why))) => {
+            warn!("{peer}: closed: {why}");
+            shared.stats.add_refused();
+            record_refusal(shared, peer, Refusal::NotProxied);
+        }
+        Err(_) => shared.stats.add_refused(),
+    }
 }
 
 /// Starts a connection's task if the caps allow it, or turns the client away.
@@ -228,11 +248,22 @@ async fn take_queued<L: Accept>(
     shared: &Arc<Shared>,
     turned_away: &mut Burst,
     stop: &CancellationToken,
+    headers: &mut JoinSet<Headed<L::Stream>>,
 ) {
     // Polled, never waited on: what the kernel has queued, and no more.
     while let Poll::Ready(Ok((stream, peer))) = poll_fn(|cx| Poll::Ready(listener.poll_accept(cx))).await {
-        admit(shared, stream, peer, turned_away, stop).await;
+        match &shared.config.proxy_from {
+            Some(trusted) => read_proxy_header(stream, peer, trusted, shared, headers, turned_away),
+            None => admit(shared, stream, peer, turned_away, stop).await,
+        }
     }
+    drop(listener);
+    // Headers on their way get the grace period (at most their own limit) to arrive.
+    let deadline = tokio::time::Instant::now() + shared.config.grace.min(PROXY_HEADER_TIMEOUT);
+    while let Ok(Some(joined)) = tokio::time::timeout_at(deadline, headers.join_next()).await {
+        headed(joined, shared, turned_away, stop).await;
+    }
+    headers.abort_all();
 }
 
 /// Exponential pause between failing accepts, reset by the next success.
@@ -290,9 +321,9 @@ impl Burst {
                 Refusal::TooFast => {
                     warn!("{from} is over --max-conn-rate-per-ip: turning its new connections away")
                 }
-                Refusal::NotProxied => warn!(
-                    "{from}: closed: --proxy-protocol takes connections only from --proxy-from, each with a PROXY header"
-                ),
+                Refusal::NotProxied => {
+                    warn!("{from}: closed: --proxy-protocol takes connections only from --proxy-from")
+                }
             }
         }
         self.refused += 1;

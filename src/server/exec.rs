@@ -39,7 +39,9 @@ const EXIT_WAIT: Duration = Duration::from_secs(1);
 /// How often such a command is looked at.
 const EXIT_CHECK: Duration = Duration::from_millis(5);
 /// The server's own values of these are not passed on: a command sees only its connection's.
-const INHERITED_NOT: [&str; 8] = [
+const INHERITED_NOT: [&str; 9] = [
+    // systemd's: a command is not the service.
+    "NOTIFY_SOCKET",
     "TCPREMOTEIP",
     "TCPREMOTEPORT",
     "TCPLOCALIP",

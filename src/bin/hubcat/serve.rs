@@ -86,6 +86,11 @@ pub async fn serve(args: ServeArgs) -> ExitCode {
     if let Err(err) = reload_on_hangup(args.clone(), config.access.clone(), config.tls.clone()) {
         return fail(format_args!("cannot install the SIGHUP handler: {err}"));
     }
+    if args.udp && crate::systemd::passed_sockets() {
+        return fail(
+            "systemd passed sockets, but --udp binds its own: use ListenStream= sockets without --udp",
+        );
+    }
     let result = if args.udp {
         let sockets = match bind_udp(&addrs, args.reuse_port)
             .and_then(|s| into_tokio(s, tokio::net::UdpSocket::from_std, &addrs))
@@ -101,6 +106,7 @@ pub async fn serve(args: ServeArgs) -> ExitCode {
                 info!("listening on udp {addr}");
             }
         }
+        crate::systemd::ready();
         server::run_udp(sockets, config, sink, shutdown).await
     } else {
         let inherited = match crate::systemd::inherited_listeners() {

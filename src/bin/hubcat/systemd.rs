@@ -16,9 +16,11 @@ pub fn inherited_listeners() -> Result<Option<Vec<Listener>>, String> {
     for index in 0..fds.len() {
         let what = |err: std::io::Error| format!("socket {} passed by systemd: {err}", index + 3);
         if let Ok(Some(listener)) = fds.take_tcp_listener(index) {
+            check_listening(&listener, index)?;
             listener.set_nonblocking(true).map_err(what)?;
             listeners.push(Listener::Tcp(tokio::net::TcpListener::from_std(listener).map_err(what)?));
         } else if let Ok(Some(listener)) = fds.take_unix_listener(index) {
+            check_listening(&listener, index)?;
             listener.set_nonblocking(true).map_err(what)?;
             let label = match listener
                 .local_addr()
@@ -42,6 +44,23 @@ pub fn inherited_listeners() -> Result<Option<Vec<Listener>>, String> {
         }
     }
     Ok(Some(listeners))
+}
+
+/// An `Accept=yes` unit passes a connection, not a listener: refused, rather than failing at the
+/// first accept.
+fn check_listening(socket: &impl std::os::fd::AsFd, index: usize) -> Result<(), String> {
+    match socket2::SockRef::from(socket).is_listener() {
+        Ok(true) => Ok(()),
+        _ => Err(format!(
+            "socket {} passed by systemd is a connection, not a listener: use Accept=no (the default)",
+            index + 3
+        )),
+    }
+}
+
+/// True when systemd passed sockets (which `--udp` cannot serve: it binds its own).
+pub fn passed_sockets() -> bool {
+    ListenFd::from_env().len() > 0
 }
 
 /// Tells systemd the server is up (a `Type=notify` unit starts its dependents now).
