@@ -78,7 +78,7 @@ fn a_port_in_use_is_one_clear_line_and_exit_1() {
     Command::new(common::hubcat_bin()).args(["serve", "127.0.0.1", &port]).assert().code(1).stderr(
         predicate::eq(format!(
             "error: cannot listen on 127.0.0.1:{port}: address already in use \
-             (another program is listening there; pick another port)\n"
+             (another program is listening there; pick another port, or run every server with --reuse-port)\n"
         )),
     );
 }
