@@ -66,16 +66,35 @@ pub struct UnixBinding {
     pub file: Option<SocketFile>,
 }
 
-/// A socket file this process created; removed on drop, so a stopped server leaves none behind.
+/// A socket file this process created; removed on drop, so a stopped server leaves none behind,
+/// unless the file at its path is no longer the one it made (someone replaced it).
 #[derive(Debug)]
-pub struct SocketFile(PathBuf);
+pub struct SocketFile {
+    path: PathBuf,
+    /// Device and inode of the file made, to know it again.
+    identity: Option<(u64, u64)>,
+}
+
+impl SocketFile {
+    fn made_at(path: &Path) -> SocketFile {
+        SocketFile { path: path.to_path_buf(), identity: identity(path) }
+    }
+}
+
+fn identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::symlink_metadata(path).ok().map(|meta| (meta.dev(), meta.ino()))
+}
 
 impl Drop for SocketFile {
     fn drop(&mut self) {
-        match std::fs::remove_file(&self.0) {
+        if self.identity.is_none() || identity(&self.path) != self.identity {
+            return;
+        }
+        match std::fs::remove_file(&self.path) {
             Err(err) if err.kind() != io::ErrorKind::NotFound => tracing::warn!(
                 "cannot remove the socket file {}: {} (the next server replaces it)",
-                self.0.display(),
+                self.path.display(),
                 crate::error::reason(&err)
             ),
             _ => {}
@@ -105,7 +124,7 @@ pub fn bind_unix(addr: &UnixAddr, mode: Option<u32>) -> Result<UnixBinding, NetE
     let listener = bound.map_err(fail)?;
     // The file is ours from here: a failure below removes it again.
     let file = match addr {
-        UnixAddr::Path(path) => Some(SocketFile(path.clone())),
+        UnixAddr::Path(path) => Some(SocketFile::made_at(path)),
         UnixAddr::Abstract(_) => None,
     };
     let binding = UnixBinding { listener, addr: addr.clone(), file };

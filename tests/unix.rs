@@ -98,6 +98,14 @@ fn a_stale_socket_is_replaced_and_a_live_one_is_never_stolen() {
     drop(client);
     assert!(server.stop().status.success());
 
+    // A server whose file was replaced by someone else's leaves that one alone when it stops.
+    let server = ServeProcess::start(&[&arg]);
+    std::fs::remove_file(&path).expect("unlinked under the server");
+    drop(std::os::unix::net::UnixListener::bind(&path).expect("someone else's socket"));
+    assert!(server.stop().status.success());
+    assert!(path.exists(), "the other socket file stays");
+    std::fs::remove_file(&path).expect("cleaned");
+
     std::fs::write(&path, b"not a socket").expect("file");
     let refused = run_hubcat(&["serve", &arg], b"");
     assert_eq!(refused.status.code(), Some(1));
