@@ -197,6 +197,8 @@ pub struct ServerSettings {
     /// With `--proxy-protocol`: the load balancers believed (`--proxy-from`); every connection
     /// must come from one and start with a PROXY header.
     pub proxy_from: Option<Vec<ipnet::IpNet>>,
+    /// With `--cluster`: the Redis server and room shared with other instances (chat, broker).
+    pub cluster: Option<crate::server::ClusterUrl>,
     /// The web console's view of the server (`--web`); connections keep counters for it.
     pub console: Option<crate::server::Console>,
 }
@@ -227,6 +229,7 @@ impl Default for ServerSettings {
             send_only: false,
             exec: None,
             proxy_from: None,
+            cluster: None,
             console: None,
         }
     }
@@ -307,6 +310,9 @@ impl ServerSettings {
         }
         if self.send_only && self.recv_only {
             return Err("--send-only and --recv-only leave nothing to do together".into());
+        }
+        if self.cluster.is_some() && !matches!(self.mode, Mode::Chat | Mode::Broker) {
+            return Err("--cluster joins a chat or broker room: give --mode chat or --mode broker".into());
         }
         if (self.mode == Mode::Exec) != self.exec.is_some() {
             return Err("--exec runs a command per connection in place of --mode".into());

@@ -103,7 +103,7 @@ impl Chat<'_> {
             return self.reply(format!("* the nickname {nick} is taken; send another\n"));
         }
         self.relay.joined = true;
-        let others: Vec<String> = room.who().into_iter().filter(|n| *n != nick).collect();
+        let others: Vec<String> = room.who_everywhere().into_iter().filter(|n| *n != nick).collect();
         let here = match others.len() {
             0 => "nobody else is here".to_string(),
             1 => format!("1 other here: {}", others[0]),
@@ -132,7 +132,7 @@ impl Chat<'_> {
                 self.reply("* bye\n");
                 self.relay.quit = true;
             }
-            (Some("/who"), _) => self.reply(format!("* here: {}\n", room.who().join(", "))),
+            (Some("/who"), _) => self.reply(format!("* here: {}\n", room.who_everywhere().join(", "))),
             (Some("/nick"), Some(new)) => {
                 let line = Line { bytes: new.as_bytes(), piece: Piece::End, plain: false };
                 match check_nick(line) {

@@ -17,6 +17,7 @@
 mod accept;
 mod answer;
 mod chat;
+mod cluster;
 mod conn;
 mod console;
 mod echo;
@@ -42,6 +43,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+pub use cluster::ClusterUrl;
 pub use console::{ConnectionView, Console, Metrics, NotSent, mode_name};
 pub use process::kill_all_commands;
 pub use stats::Summary;
@@ -75,6 +77,8 @@ struct Shared {
     registry: Registry,
     /// The clients of the chat and broker modes.
     room: Room,
+    /// With `--cluster`: the frames to publish, until the link's task takes them.
+    cluster_frames: std::sync::Mutex<Option<cluster::Pending>>,
     /// New connections per address, when `--max-conn-rate-per-ip` is set.
     rate: Option<rate::ConnectionRate>,
     stats: Stats,
@@ -83,9 +87,16 @@ struct Shared {
 
 impl Shared {
     fn new(config: ServerConfig, records: RecordSender) -> Self {
+        let room = Room::new(&config);
+        let cluster_frames = config.cluster.as_ref().map(|_| {
+            let (link, frames) = cluster::Link::new();
+            room.connect(Arc::clone(&link));
+            (link, frames)
+        });
         Shared {
             registry: Registry::new(config.max_conns, config.max_conns_per_ip, descriptor_limit()),
-            room: Room::new(&config),
+            room,
+            cluster_frames: std::sync::Mutex::new(cluster_frames),
             rate: config.max_conn_rate_per_ip.map(rate::ConnectionRate::new),
             config,
             records,
@@ -134,6 +145,13 @@ pub async fn run(
     if let Some(console) = &shared.config.console {
         console.attach(&shared);
     }
+    let taken = shared.cluster_frames.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+    let cluster = match (taken, shared.config.cluster.clone()) {
+        (Some((link, frames)), Some(url)) => {
+            Some(tokio::spawn(cluster::run(link, url, frames, Arc::clone(&shared))))
+        }
+        _ => None,
+    };
     let stop_accepting = CancellationToken::new();
     let mut accepting = JoinSet::new();
     for listener in listeners {
@@ -161,6 +179,11 @@ pub async fn run(
     let cut_off = drain(&shared.registry, grace).await;
     // Commands of --exec still running past the grace period do not outlive the server.
     kill_all_commands();
+    if let Some(cluster) = cluster {
+        // Its hold on the shared state must go before the output can finish.
+        cluster.abort();
+        let _ = cluster.await;
+    }
     let mut summary = shared.stats.summary(cut_off);
     (summary.dropped, summary.kicked) = shared.room.slow_counts();
     drop(shared);

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
+use super::cluster::Link;
 use super::outbox::{Health, Limits, Message, Outbox, Pushed};
 use crate::config::{ServerConfig, SlowClient};
 
@@ -28,6 +29,8 @@ pub(super) struct Room {
     dropped: AtomicU64,
     /// Clients disconnected for being slow (disconnect policy).
     kicked: AtomicU64,
+    /// With `--cluster`: the link to the other instances.
+    link: std::sync::OnceLock<Arc<Link>>,
 }
 
 #[derive(Debug)]
@@ -60,6 +63,7 @@ impl Room {
             paused: Mutex::default(),
             dropped: AtomicU64::new(0),
             kicked: AtomicU64::new(0),
+            link: std::sync::OnceLock::new(),
         }
     }
 
@@ -76,8 +80,13 @@ impl Room {
     pub fn join(&self, id: u64, nick: Option<String>, outbox: &Arc<Outbox>) -> Result<(), NickTaken> {
         let mut members = self.lock();
         if let Some(nick) = &nick {
-            if members.values().any(|m| m.nick.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(nick))) {
+            if members.values().any(|m| m.nick.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(nick)))
+                || self.link.get().is_some_and(|link| link.taken_elsewhere(nick))
+            {
                 return Err(NickTaken);
+            }
+            if let Some(link) = self.link.get() {
+                link.joined(nick);
             }
         }
         members.insert(id, Member { nick, outbox: Arc::clone(outbox) });
@@ -91,6 +100,9 @@ impl Room {
         if matches!(member.outbox.close(), Health::Congested { .. }) {
             self.uncongest();
         }
+        if let (Some(link), Some(nick)) = (self.link.get(), &member.nick) {
+            link.left(nick);
+        }
         member.nick
     }
 
@@ -100,10 +112,17 @@ impl Room {
         let taken = members
             .iter()
             .any(|(&other, m)| other != id && m.nick.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(new)));
-        if taken {
+        if taken || self.link.get().is_some_and(|link| link.taken_elsewhere(new)) {
             return Err(NickTaken);
         }
-        Ok(members.get_mut(&id).and_then(|m| m.nick.replace(new.to_string())))
+        let old = members.get_mut(&id).and_then(|m| m.nick.replace(new.to_string()));
+        if let Some(link) = self.link.get() {
+            link.joined(new);
+            if let Some(old) = &old {
+                link.left(old);
+            }
+        }
+        Ok(old)
     }
 
     /// The nicknames in the room, sorted.
@@ -116,6 +135,15 @@ impl Room {
     /// Queues `message` for every client but `from`. Never waits: a reader whose queue crosses
     /// the mark pauses the senders (see [`Room::poll_open`]); one whose queue is full is slow.
     pub fn broadcast(&self, from: Option<u64>, message: &Message) {
+        self.deliver(from, message);
+        if let Some(link) = self.link.get() {
+            link.message(message);
+        }
+    }
+
+    /// Queues `message` for this server's members other than `from` (what another instance of
+    /// the cluster relayed arrives here, with no `from`).
+    pub fn deliver(&self, from: Option<u64>, message: &Message) {
         let members = self.lock();
         for (&id, member) in members.iter() {
             if Some(id) == from {
@@ -192,6 +220,21 @@ impl Room {
     /// Bytes waiting in the members' queues.
     pub fn queued_bytes(&self) -> usize {
         self.lock().values().map(|member| member.outbox.queued()).sum()
+    }
+
+    /// Everyone in the room: this server's members, then those of the cluster's other instances
+    /// (as they announced themselves, in lowercase).
+    pub fn who_everywhere(&self) -> Vec<String> {
+        let mut nicks = self.who();
+        if let Some(link) = self.link.get() {
+            nicks.extend(link.remote_nicks());
+        }
+        nicks
+    }
+
+    /// Joins the room to the other instances' through `link` (`--cluster`).
+    pub fn connect(&self, link: Arc<Link>) {
+        let _ = self.link.set(link);
     }
 
     /// Messages dropped and clients disconnected for being slow, so far.

@@ -206,6 +206,11 @@ pub struct ServeArgs {
     /// from anywhere else are refused.
     #[arg(long, value_name = "CIDR", requires = "proxy_protocol")]
     pub proxy_from: Vec<String>,
+    /// Chat and broker: share the room with other hubcat instances through Redis pub/sub
+    /// (redis://HOST:PORT/ROOM); nicknames stay unique across them. While Redis is away, each
+    /// instance relays among its own clients, and the link comes back by itself.
+    #[arg(long, value_name = "URL", value_parser = hubcat::server::ClusterUrl::parse)]
+    pub cluster: Option<hubcat::server::ClusterUrl>,
     /// Let other processes listen on the same port (SO_REUSEPORT): run several `hubcat serve
     /// --reuse-port` and the kernel spreads new connections among them. With one --output
     /// file, they append to it whole records at a time.
@@ -385,6 +390,7 @@ impl ServeArgs {
             send_only: self.send_only,
             exec,
             console: self.web.is_some().then(hubcat::server::Console::new),
+            cluster: self.cluster.clone(),
             proxy_from: match self.proxy_protocol {
                 true => Some(self.proxy_from.iter().map(|cidr| parse_cidr(cidr)).collect::<Result<_, _>>()?),
                 false => None,
