@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 
 use super::Shared;
 use super::outbox::Message;
+use crate::config::Mode;
 
 /// Frames waiting to be published; past this, new ones are dropped (and counted): a slow or
 /// absent Redis never holds the room back.
@@ -139,6 +140,9 @@ impl Link {
         }
         let nick = || String::from_utf8_lossy(payload).to_lowercase();
         match kind {
+            // A chat line was escaped by the instance it came from; one that was not (written to
+            // the channel by something else) never reaches a terminal.
+            b'M' if shared.config.mode == Mode::Chat && !is_escaped_text(payload) => {}
             b'M' => shared.room.deliver(None, &Message::from(payload)),
             b'J' => {
                 self.nicks().insert(nick(), Instant::now());
@@ -158,6 +162,11 @@ impl Link {
     }
 }
 
+/// True for text as chat lines are relayed: no control bytes but the newlines ending them.
+fn is_escaped_text(text: &[u8]) -> bool {
+    text.iter().all(|&b| b == b'\n' || (b >= 0x20 && b != 0x7f))
+}
+
 /// Keeps the link up until the server stops: subscribe, publish, refresh, and after a failure
 /// report it once and try again with backoff.
 pub(super) async fn run(
@@ -175,7 +184,7 @@ pub(super) async fn run(
             Err(err) => {
                 if down_since.is_none() {
                     tracing::warn!(
-                        "cluster: lost {}: {err}; relaying among this server's clients, retrying",
+                        "cluster: cannot reach {}: {err}; relaying among this server's clients, retrying",
                         url.redis
                     );
                     down_since = Some(Instant::now());
