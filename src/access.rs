@@ -43,8 +43,9 @@ pub enum RuleError {
     },
 }
 
-/// Parses one rule: a CIDR block, or a single address (a /32 or /128).
-fn parse_rule(text: &str, origin: impl FnOnce() -> String) -> Result<IpNet, RuleError> {
+/// Parses one rule: a CIDR block, or a single address (a /32 or /128); `origin` names where it
+/// came from, for the error.
+pub fn parse_rule(text: &str, origin: impl FnOnce() -> String) -> Result<IpNet, RuleError> {
     let text = text.trim();
     let net = text
         .parse::<IpNet>()

@@ -17,6 +17,25 @@ pub(crate) fn strip_brackets(host: &str) -> &str {
     host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host)
 }
 
+/// Decodes the `%XX` escapes of a URL component; `None` when a `%` is not followed by two hex
+/// digits.
+pub(crate) fn percent_decode(text: &str) -> Option<Vec<u8>> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok())?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
 /// Every address `host` stands for, in resolver order, without duplicates.
 pub async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, NetError> {
     let host = strip_brackets(host);

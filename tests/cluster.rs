@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{LIMIT, ServeProcess};
+use common::{LIMIT, ServeProcess, free_port};
 
 /// A redis-server on `port`, stopped when dropped.
 struct Redis(Child);
@@ -65,10 +65,6 @@ fn listen_for(stream: &mut TcpStream, needle: &str, limit: Duration) -> String {
         }
     }
     String::from_utf8_lossy(&heard).into_owned()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
 #[test]

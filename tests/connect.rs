@@ -6,11 +6,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, UdpSocket};
 use std::thread;
 
-use common::run_hubcat;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("bound").port()
-}
+use common::{free_port, run_hubcat};
 
 #[test]
 fn a_refused_dial_is_one_clear_line_and_exit_1() {

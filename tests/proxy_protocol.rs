@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{LIMIT, ServeProcess};
+use common::{LIMIT, ServeProcess, free_port};
 
 /// HAProxy with two frontends in front of `backend`: v1 on the first port, v2 on the second.
 struct Haproxy {
@@ -17,10 +17,6 @@ struct Haproxy {
     v1: u16,
     v2: u16,
     _dir: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
 impl Haproxy {

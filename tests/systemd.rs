@@ -3,23 +3,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 
-use common::{LIMIT, hubcat_bin, wait_with_limit};
-
-/// Forwards a pipe's lines to a channel.
-fn lines_of(pipe: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    rx
-}
+use common::{LIMIT, forward_lines, free_port, hubcat_bin, wait_with_limit};
 
 fn wait_for(lines: &mpsc::Receiver<String>, needle: &str) -> String {
     loop {
@@ -32,8 +21,7 @@ fn wait_for(lines: &mpsc::Receiver<String>, needle: &str) -> String {
 
 #[test]
 fn serves_the_socket_systemd_passes() {
-    let port =
-        std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("addr").port();
+    let port = free_port();
     let mut activator = Command::new("systemd-socket-activate")
         // HOST and PORT given here are not used: the passed socket is.
         .args(["-l", &format!("127.0.0.1:{port}"), hubcat_bin(), "serve", "127.0.0.1", "1"])
@@ -41,8 +29,8 @@ fn serves_the_socket_systemd_passes() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("systemd-socket-activate runs (apt-get install systemd)");
-    let events = lines_of(activator.stderr.take().expect("piped"));
-    let data = lines_of(activator.stdout.take().expect("piped"));
+    let events = forward_lines(activator.stderr.take().expect("piped"));
+    let data = forward_lines(activator.stdout.take().expect("piped"));
     wait_for(&events, "Listening on");
     // The first client starts the server, which takes over the socket.
     let mut client = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connects");
@@ -73,7 +61,7 @@ fn tells_systemd_when_it_is_ready_and_when_it_stops() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("starts");
-    let events = lines_of(server.stderr.take().expect("piped"));
+    let events = forward_lines(server.stderr.take().expect("piped"));
     let mut notice = [0u8; 256];
     let n = notices.recv(&mut notice).expect("a notice");
     assert_eq!(&notice[..n], b"READY=1\n");
@@ -106,15 +94,14 @@ fn a_udp_server_says_it_is_ready_too_and_accept_yes_is_refused() {
     assert!(wait_with_limit(&mut server).success());
 
     // Accept=yes hands over a connection, not a listener.
-    let port =
-        std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("addr").port();
+    let port = free_port();
     let mut activator = Command::new("systemd-socket-activate")
         .args(["-a", "-l", &format!("127.0.0.1:{port}"), hubcat_bin(), "serve"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("systemd-socket-activate runs");
-    let events = lines_of(activator.stderr.take().expect("piped"));
+    let events = forward_lines(activator.stderr.take().expect("piped"));
     wait_for(&events, "Listening on");
     let _client = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connects");
     wait_for(&events, "use Accept=no");

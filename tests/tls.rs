@@ -66,6 +66,13 @@ impl Pki {
         self.write("server", &self.leaf(&["localhost"], false))
     }
 
+    /// `hubcat serve 127.0.0.1 0 ARGS` with the localhost certificate.
+    fn serve(&self, args: &[&str]) -> common::ServeProcess {
+        let (cert, key) = self.localhost_server();
+        let tls = ["--tls-cert", path(&cert), "--tls-key", path(&key)];
+        common::ServeProcess::start(&[&["127.0.0.1", "0"], args, &tls].concat())
+    }
+
     /// Writes a leaf as `NAME.pem` and `NAME.key`; returns the two paths.
     fn write(&self, name: &str, leaf: &Leaf) -> (PathBuf, PathBuf) {
         let cert = self.dir.path().join(format!("{name}.pem"));
@@ -452,20 +459,8 @@ async fn plaintext_clients_and_stalled_handshakes_cost_one_line_each() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_tls_requires_a_client_certificate_from_the_given_ca() {
     let pki = Pki::new();
-    let (cert, key) = pki.localhost_server();
     let ca = pki.ca_path();
-    let mut server = common::ServeProcess::start(&[
-        "127.0.0.1",
-        "0",
-        "--format",
-        "json",
-        "--tls-cert",
-        path(&cert),
-        "--tls-key",
-        path(&key),
-        "--tls-client-ca",
-        path(&ca),
-    ]);
+    let mut server = pki.serve(&["--format", "json", "--tls-client-ca", path(&ca)]);
     let client_leaf = pki.leaf(&["client.example"], false);
     let mut tls = within(tls_client(server.addr, &ca, Some(&client_leaf))).await.expect("handshake");
     tls.write_all(b"with a certificate\n").await.expect("sends");
@@ -600,10 +595,8 @@ fn ncat_and_socat_speak_tls_with_hubcat() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_loses_none_of_its_lines() {
     let pki = Pki::new();
-    let (cert, key) = pki.localhost_server();
     let ca = pki.ca_path();
-    let mut server =
-        common::ServeProcess::start(&["127.0.0.1", "0", "--tls-cert", path(&cert), "--tls-key", path(&key)]);
+    let mut server = pki.serve(&[]);
     let lines = 100_000;
     let mut tls = within(tls_client(server.addr, &ca, None)).await.expect("handshake");
     let payload: Vec<u8> = (0..lines).flat_map(|i| format!("line {i:06}\n").into_bytes()).collect();
@@ -619,19 +612,9 @@ async fn a_client_that_never_reads_loses_none_of_its_lines() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_and_broker_relay_between_tls_clients() {
     let pki = Pki::new();
-    let (cert, key) = pki.localhost_server();
     let ca = pki.ca_path();
     for mode in ["chat", "broker"] {
-        let server = common::ServeProcess::start(&[
-            "127.0.0.1",
-            "0",
-            "--mode",
-            mode,
-            "--tls-cert",
-            path(&cert),
-            "--tls-key",
-            path(&key),
-        ]);
+        let server = pki.serve(&["--mode", mode]);
         let mut a = within(tls_client(server.addr, &ca, None)).await.expect("handshake");
         let mut b = within(tls_client(server.addr, &ca, None)).await.expect("handshake");
         let mut heard = Vec::new();
@@ -671,20 +654,8 @@ async fn chat_and_broker_relay_between_tls_clients() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handshake_after_the_shutdown_notice_still_completes() {
     let pki = Pki::new();
-    let (cert, key) = pki.localhost_server();
     let ca = pki.ca_path();
-    let mut server = common::ServeProcess::start(&[
-        "127.0.0.1",
-        "0",
-        "--mode",
-        "echo",
-        "--grace",
-        "20s",
-        "--tls-cert",
-        path(&cert),
-        "--tls-key",
-        path(&key),
-    ]);
+    let mut server = pki.serve(&["--mode", "echo", "--grace", "20s"]);
     let stream = tokio::net::TcpStream::connect(server.addr).await.expect("connects");
     server.wait_for_event("connected");
     server.signal("TERM");

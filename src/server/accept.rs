@@ -52,12 +52,7 @@ pub(super) async fn accept_loop<L: Accept>(
         match accepted {
             Ok((stream, peer)) => {
                 backoff.succeeded(&local);
-                match &shared.config.proxy_from {
-                    Some(trusted) => {
-                        read_proxy_header(stream, peer, trusted, &shared, &mut headers, &mut turned_away)
-                    }
-                    None => admit(&shared, stream, peer, &mut turned_away, &stop).await,
-                }
+                take_in(&shared, stream, peer, &mut turned_away, &stop, &mut headers).await;
             }
             Err(err) if is_transient_accept(&err) => {
                 shared.stats.add_accept_error(&err);
@@ -75,6 +70,21 @@ pub(super) async fn accept_loop<L: Accept>(
             }
             Err(source) => return Err(NetError::Accept { addr: local, source }),
         }
+    }
+}
+
+/// A new connection: admitted, or first its PROXY header read (with `--proxy-protocol`).
+async fn take_in<S: Stream>(
+    shared: &Arc<Shared>,
+    stream: S,
+    peer: Peer,
+    turned_away: &mut Burst,
+    stop: &CancellationToken,
+    headers: &mut JoinSet<Headed<S>>,
+) {
+    match &shared.config.proxy_from {
+        Some(trusted) => read_proxy_header(stream, peer, trusted, shared, headers, turned_away),
+        None => admit(shared, stream, peer, turned_away, stop).await,
     }
 }
 
@@ -98,7 +108,6 @@ fn read_proxy_header<S: Stream>(
         // A dual-stack listener sees an IPv4 balancer as ::ffff:a.b.c.d.
         Peer::Ip(addr) if trusted.iter().any(|net| net.contains(&addr.ip().to_canonical())) => addr,
         _ => {
-            shared.stats.add_refused();
             record_refusal(shared, peer, Refusal::NotProxied);
             turned_away.refused(Refusal::NotProxied, peer, shared.registry.len());
             return;
@@ -134,7 +143,6 @@ async fn headed<S: Stream>(
         Ok(Ok((_, None))) => {}
         Ok(Err((peer, why))) => {
             warn!("{peer}: closed: {why}");
-            shared.stats.add_refused();
             record_refusal(shared, peer, Refusal::NotProxied);
         }
         Err(_) => shared.stats.add_refused(),
@@ -152,7 +160,6 @@ async fn admit<S: Stream>(
     // Access rules and rates are about addresses; a Unix socket's file mode is its access rule.
     if peer.ip().is_some_and(|ip| !shared.config.access.permits(ip)) {
         // Closed before any greeting: a refused client learns nothing about the server.
-        shared.stats.add_denied();
         record_refusal(shared, peer, Refusal::Denied);
         turned_away.refused(Refusal::Denied, peer, shared.registry.len());
         return;
@@ -192,7 +199,6 @@ async fn admit<S: Stream>(
 /// Tells a client why it is turned away and closes (the message goes first, then FIN). One
 /// write that never waits: the socket is new, so its send buffer is empty.
 fn refuse(shared: &Shared, stream: &dyn Socket, peer: Peer, refusal: Refusal) {
-    shared.stats.add_refused();
     let fd = stream.fd();
     let socket = socket2::SockRef::from(&fd);
     let _ = socket.send(&shared.config.busy_message);
@@ -200,7 +206,7 @@ fn refuse(shared: &Shared, stream: &dyn Socket, peer: Peer, refusal: Refusal) {
     record_refusal(shared, peer, refusal);
 }
 
-/// The JSON record of a client turned away, in formats that record events.
+/// Counts a client turned away and, in formats that record events, records it.
 fn record_refusal(shared: &Shared, peer: Peer, refusal: Refusal) {
     shared.stats.add_refusal(refusal);
     if shared.config.style.format == Format::Json {
@@ -252,10 +258,7 @@ async fn take_queued<L: Accept>(
 ) {
     // Polled, never waited on: what the kernel has queued, and no more.
     while let Poll::Ready(Ok((stream, peer))) = poll_fn(|cx| Poll::Ready(listener.poll_accept(cx))).await {
-        match &shared.config.proxy_from {
-            Some(trusted) => read_proxy_header(stream, peer, trusted, shared, headers, turned_away),
-            None => admit(shared, stream, peer, turned_away, stop).await,
-        }
+        take_in(shared, stream, peer, turned_away, stop, headers).await;
     }
     drop(listener);
     // Headers on their way get the grace period (at most their own limit) to arrive.

@@ -181,15 +181,16 @@ impl<S: Stream> Connection<S> {
                     }
                 }
             }
-            let room = !Answer::has_unsent(&self.answer);
-            if let Some(mail) =
-                self.extras.as_ref().and_then(|e| e.live.as_ref()).and_then(|l| l.take_mail(room))
-            {
-                if mail.kick {
-                    return Poll::Ready(End::Kicked);
-                }
-                if !mail.text.is_empty() {
-                    Answer::console(&mut self.answer, &self.shared, &mail.text);
+            // One atomic load when the console left nothing (or there is no console): whether the
+            // client is still owed bytes (a lock, for a relay client) is asked only when it did.
+            if let Some(live) = self.extras.as_ref().and_then(|e| e.live.as_ref()).filter(|l| l.has_mail()) {
+                if let Some(mail) = live.take_mail(!Answer::has_unsent(&self.answer)) {
+                    if mail.kick {
+                        return Poll::Ready(End::Kicked);
+                    }
+                    if !mail.text.is_empty() {
+                        Answer::console(&mut self.answer, &self.shared, &mail.text);
+                    }
                 }
             }
             let origin = self.origin();
@@ -228,15 +229,11 @@ impl<S: Stream> Connection<S> {
                 continue;
             }
             if let Err(end) = written {
-                // A command that finished leaves the connection the graceful way: TLS flushed,
-                // and a lingering close, so its last output is not lost to a reset.
-                if matches!(end, End::CommandDone(_)) {
-                    if self.begin_ending(end) {
-                        return Poll::Ready(self.take_ending());
-                    }
-                    continue;
+                // As every end: graceful ones (a command that finished) flush and linger.
+                if self.begin_ending(end) {
+                    return Poll::Ready(self.take_ending());
                 }
-                return Poll::Ready(end);
+                continue;
             }
             if !handshaking {
                 ready!(Answer::poll_ready_for_input(&self.answer, &self.shared, self.id, cx));

@@ -61,8 +61,12 @@ impl Stats {
         self.lines.fetch_add(lines, Ordering::Relaxed);
     }
 
-    /// Counts a client turned away, by why.
+    /// Counts a client turned away, in the summary and by why.
     pub fn add_refusal(&self, refusal: Refusal) {
+        match refusal {
+            Refusal::Denied => self.add_denied(),
+            _ => self.add_refused(),
+        }
         let index = match refusal {
             Refusal::Full => 0,
             Refusal::PerAddress => 1,

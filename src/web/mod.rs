@@ -147,32 +147,14 @@ fn presented_token(request: &Request) -> Option<String> {
         .map(|token| percent_decode(token).trim().to_string())
 }
 
-/// Decodes `%XX` escapes and `+` (a token pasted into an address bar may carry them).
+/// Decodes a query value: `+` is a space and `%XX` escapes are decoded (a token pasted into an
+/// address bar may carry them); a malformed escape leaves the value as it is.
 fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                match std::str::from_utf8(&bytes[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                {
-                    Some(byte) => {
-                        out.push(byte);
-                        i += 3;
-                        continue;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b'+' => out.push(b' '),
-            byte => out.push(byte),
-        }
-        i += 1;
+    let text = text.replace('+', " ");
+    match crate::addr::percent_decode(&text) {
+        Some(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        None => text,
     }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Compares without stopping at the first difference, so timing says nothing of the token.

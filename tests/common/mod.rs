@@ -239,7 +239,7 @@ pub struct Stopped {
 }
 
 /// Forwards the lines of a pipe to a channel, from a thread, until EOF.
-fn forward_lines(pipe: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+pub fn forward_lines(pipe: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         for line in BufReader::new(pipe).lines().map_while(Result::ok) {
@@ -256,6 +256,11 @@ impl Drop for ServeProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A loopback port nobody listens on (at the moment of asking).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("bound").port()
 }
 
 /// Waits for a child to exit, killing it (and failing) after [`LIMIT`].

@@ -35,10 +35,7 @@ pub struct Proxy {
     name: &'static str,
 }
 
-/// A port nobody listens on (at the moment of asking).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("bound").port()
-}
+pub use crate::common::free_port;
 
 /// The path of `binary` (on PATH, or in /usr/sbin, which a non-login PATH may lack); fails
 /// the test when it is missing, naming the Debian package that has it.

@@ -392,7 +392,13 @@ impl ServeArgs {
             console: self.web.is_some().then(hubcat::server::Console::new),
             cluster: self.cluster.clone(),
             proxy_from: match self.proxy_protocol {
-                true => Some(self.proxy_from.iter().map(|cidr| parse_cidr(cidr)).collect::<Result<_, _>>()?),
+                true => Some(
+                    self.proxy_from
+                        .iter()
+                        .map(|cidr| hubcat::access::parse_rule(cidr, || "--proxy-from".into()))
+                        .collect::<Result<_, _>>()
+                        .map_err(usage_error)?,
+                ),
                 false => None,
             },
         };
@@ -415,15 +421,6 @@ fn is_runnable(program: &str) -> bool {
     }
     std::env::var_os("PATH")
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| executable(&dir.join(program))))
-}
-
-/// A CIDR block, or one address as a block of one.
-fn parse_cidr(text: &str) -> Result<ipnet::IpNet, clap::Error> {
-    text.parse::<ipnet::IpNet>()
-        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-        .map_err(|_| {
-            usage_error(format!("--proxy-from {text:?} is not an address or CIDR block like 10.0.0.0/8"))
-        })
 }
 
 /// File permissions in octal, as chmod takes them (660, 0660).

@@ -158,23 +158,9 @@ fn credentials(kind: ProxyKind, userinfo: &str) -> Result<Credentials, String> {
 
 /// Decodes `%XX` escapes; the result must be UTF-8.
 fn percent_decode(text: &str) -> Result<String, String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        if b == b'%' {
-            let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
-            let Some(byte) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) else {
-                return Err("a % in the proxy credentials is not followed by two hex digits".into());
-            };
-            out.push(byte);
-            i += 3;
-        } else {
-            out.push(b);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| "the proxy credentials are not UTF-8 once decoded".to_string())
+    let bytes = crate::addr::percent_decode(text)
+        .ok_or("a % in the proxy credentials is not followed by two hex digits")?;
+    String::from_utf8(bytes).map_err(|_| "the proxy credentials are not UTF-8 once decoded".to_string())
 }
 
 #[cfg(test)]
