@@ -10,7 +10,6 @@
 //! those of an instance that died free up by themselves.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -21,7 +20,7 @@ use super::Shared;
 use super::outbox::Message;
 use crate::config::Mode;
 
-/// Frames waiting to be published; past this, new ones are dropped (and counted): a slow or
+/// Frames waiting to be published; past this, new ones are dropped: a slow or
 /// absent Redis never holds the room back.
 const OUTGOING: usize = 8192;
 /// How often an instance announces its nicknames again.
@@ -68,8 +67,6 @@ pub(super) struct Link {
     out: mpsc::Sender<Vec<u8>>,
     /// Nicknames announced by other instances (lowercase), and when last heard of.
     remote_nicks: Mutex<HashMap<String, Instant>>,
-    /// Frames dropped because Redis was slow or away.
-    dropped: AtomicU64,
 }
 
 impl Link {
@@ -80,7 +77,7 @@ impl Link {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64)
             ^ u64::from(std::process::id()).rotate_left(32);
-        let link = Link { instance, out, remote_nicks: Mutex::default(), dropped: AtomicU64::new(0) };
+        let link = Link { instance, out, remote_nicks: Mutex::default() };
         (Arc::new(link), frames)
     }
 
@@ -93,9 +90,8 @@ impl Link {
     }
 
     fn publish(&self, kind: u8, payload: &[u8]) {
-        if self.out.try_send(self.frame(kind, payload)).is_err() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-        }
+        // Full or closed: this frame is lost to the other instances, never held.
+        let _ = self.out.try_send(self.frame(kind, payload));
     }
 
     /// What a local client said, for the other instances.
@@ -179,38 +175,22 @@ pub(super) async fn run(
     let mut pause = RETRY_FIRST;
     let mut down_since: Option<Instant> = None;
     loop {
-        match serve_link(&link, &url, &channel, &mut frames, &shared).await.map_err(|err| err.to_string()) {
+        match serve_link(&link, &url, &channel, &mut frames, &shared, &mut down_since).await {
             Ok(()) => return,
-            Err(err) => {
-                if down_since.is_none() {
-                    tracing::warn!(
-                        "cluster: cannot reach {}: {err}; relaying among this server's clients, retrying",
-                        url.redis
-                    );
-                    down_since = Some(Instant::now());
-                }
-            }
-        }
-        // What was said meanwhile does not pile up for a Redis that may never come back.
-        while frames.try_recv().is_ok() {
-            link.dropped.fetch_add(1, Ordering::Relaxed);
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(RETRY_MAX);
-        if let Some(since) = down_since {
-            if try_connect(&url).await {
-                tracing::info!("cluster: {} is back after {:.1?}", url.redis, since.elapsed());
-                down_since = None;
+            Err(err) if down_since.is_none() => {
+                tracing::warn!(
+                    "cluster: cannot reach {}: {err}; relaying among this server's clients, retrying",
+                    url.redis
+                );
+                down_since = Some(Instant::now());
                 pause = RETRY_FIRST;
             }
+            Err(_) => {}
         }
-    }
-}
-
-async fn try_connect(url: &ClusterUrl) -> bool {
-    match redis::Client::open(url.redis.as_str()) {
-        Ok(client) => client.get_multiplexed_async_connection().await.is_ok(),
-        Err(_) => false,
+        // What was said meanwhile does not pile up for a Redis that may never come back.
+        while frames.try_recv().is_ok() {}
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(RETRY_MAX);
     }
 }
 
@@ -221,11 +201,15 @@ async fn serve_link(
     channel: &str,
     frames: &mut mpsc::Receiver<Vec<u8>>,
     shared: &Shared,
+    down_since: &mut Option<Instant>,
 ) -> redis::RedisResult<()> {
     let client = redis::Client::open(url.redis.as_str())?;
     let mut publisher = client.get_multiplexed_async_connection().await?;
     let mut subscriber = client.get_async_pubsub().await?;
     subscriber.subscribe(channel).await?;
+    if let Some(since) = down_since.take() {
+        tracing::info!("cluster: {} is back after {:.1?}", url.redis, since.elapsed());
+    }
     let mut incoming = subscriber.into_on_message();
     // Ask the others for their nicknames, and tell them ours.
     redis::cmd("PUBLISH").arg(channel).arg(link.frame(b'H', b"")).query_async::<i64>(&mut publisher).await?;
