@@ -49,20 +49,39 @@ pub async fn dial_tcp(host: &str, port: u16, config: &ConnectConfig) -> Result<T
         return proxy::dial(proxy, host, port, config).await;
     }
     let addrs = resolve(host, port).await?;
+    let dial = || try_each(&addrs, config.dial_timeout);
+    let transient = |(_, err): &(SocketAddr, io::Error)| is_transient_dial(err);
+    let words = |(addr, err): &(SocketAddr, io::Error)| format!("cannot connect to {addr}: {}", reason(err));
+    with_retries(config, dial, transient, words)
+        .await
+        .map_err(|(addr, source)| NetError::Connect { addr, source })
+}
+
+/// Runs `attempt` until it succeeds, fails for good (not `transient`), or `--retry` retries are
+/// spent, pausing with exponential backoff and saying so on stderr (`words` tells the failure).
+pub(crate) async fn with_retries<T, E, Fut>(
+    config: &ConnectConfig,
+    mut attempt: impl FnMut() -> Fut,
+    transient: impl Fn(&E) -> bool,
+    words: impl Fn(&E) -> String,
+) -> Result<T, E>
+where
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
     let mut pause = DIAL_RETRY_FIRST;
-    let mut attempt = 0;
+    let mut retries = 0;
     loop {
-        let (addr, err) = match try_each(&addrs, config.dial_timeout).await {
-            Ok(stream) => return Ok(stream),
-            Err(failure) => failure,
+        let err = match attempt().await {
+            Ok(done) => return Ok(done),
+            Err(err) => err,
         };
-        if attempt >= config.retries || !is_transient_dial(&err) {
-            return Err(NetError::Connect { addr, source: err });
+        if retries >= config.retries || !transient(&err) {
+            return Err(err);
         }
-        attempt += 1;
+        retries += 1;
         warn!(
-            "cannot connect to {addr}: {}; retrying in {} (retry {attempt} of {})",
-            reason(&err),
+            "{}; retrying in {} (retry {retries} of {})",
+            words(&err),
             humantime::format_duration(pause),
             config.retries
         );

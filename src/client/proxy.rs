@@ -12,13 +12,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
-use tracing::warn;
 
 pub use url::{ProxyKind, ProxyUrl, ProxyUrlError};
 
 use super::try_each;
 use crate::addr::{resolve, strip_brackets};
-use crate::config::{ConnectConfig, DIAL_RETRY_FIRST, DIAL_RETRY_MAX};
+use crate::config::ConnectConfig;
 use crate::error::{NetError, is_transient_dial, reason};
 
 /// Why a dial through a proxy failed; one line each, naming the proxy.
@@ -108,22 +107,10 @@ pub async fn dial(
         },
         ProxyKind::Socks5h | ProxyKind::Http => Target::Name(host, port),
     };
-    let mut pause = DIAL_RETRY_FIRST;
-    let mut attempt = 0;
-    loop {
-        let err = match dial_once(proxy, &proxy_addrs, &target, config.dial_timeout).await {
-            Ok(stream) => return Ok(stream),
-            Err(err) => err,
-        };
-        if attempt >= config.retries || !err.is_transient() {
-            return Err(err.into());
-        }
-        attempt += 1;
-        let pause_text = humantime::format_duration(pause);
-        warn!("{err}; retrying in {pause_text} (retry {attempt} of {})", config.retries);
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(DIAL_RETRY_MAX);
-    }
+    let dial = || dial_once(proxy, &proxy_addrs, &target, config.dial_timeout);
+    super::with_retries(config, dial, ProxyError::is_transient, ProxyError::to_string)
+        .await
+        .map_err(Into::into)
 }
 
 /// The target as the proxy is told it.
