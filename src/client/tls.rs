@@ -110,7 +110,7 @@ pub async fn handshake(
     limit: Duration,
 ) -> Result<TlsStream<TcpStream>, TlsError> {
     let config = client_config(verify)?;
-    let name = ServerName::try_from(host.trim_start_matches('[').trim_end_matches(']').to_string())
+    let name = ServerName::try_from(crate::addr::strip_brackets(host).to_string())
         .map_err(|_| TlsError::Name(host.to_string()))?;
     let peer = stream.peer_addr().map_or_else(|_| host.to_string(), |a| a.to_string());
     let connecting = TlsConnector::from(Arc::new(config)).connect(name, stream);
