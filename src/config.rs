@@ -45,6 +45,8 @@ pub(crate) const ACCEPT_BACKOFF_FIRST: Duration = Duration::from_millis(5);
 pub(crate) const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// How long after a shutdown request connections may still send before they are closed.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
+/// How long a print-mode connection stays idle before it is parked (`--park-after`).
+pub const DEFAULT_PARK_AFTER: Duration = Duration::from_secs(1);
 /// Descriptors held back from the default connection cap (listeners, output, logs, the reserve
 /// descriptor, runtime internals), and never more than a quarter of the limit.
 pub(crate) const RESERVED_DESCRIPTORS: usize = 32;
@@ -201,6 +203,9 @@ pub struct ServerSettings {
     pub cluster: Option<crate::server::ClusterUrl>,
     /// The web console's view of the server (`--web`); connections keep counters for it.
     pub console: Option<crate::server::Console>,
+    /// A print-mode connection idle this long leaves the runtime for the parking lot (zero:
+    /// never), where it costs a fraction of a task until it is readable again.
+    pub park_after: Duration,
 }
 
 impl Default for ServerSettings {
@@ -231,6 +236,7 @@ impl Default for ServerSettings {
             proxy_from: None,
             cluster: None,
             console: None,
+            park_after: DEFAULT_PARK_AFTER,
         }
     }
 }
@@ -263,6 +269,17 @@ impl ServerConfig {
     /// newlines from a long nickname, so a read is handed out in pieces of this size.
     pub(crate) fn chat_piece_bytes(&self) -> usize {
         (self.relay_queue_bytes / 1024).clamp(1, 1024)
+    }
+
+    /// True when idle connections are parked: print mode with nothing that keeps per-connection
+    /// state between reads (timers, TLS, the console's counters).
+    pub(crate) fn parks_idle(&self) -> bool {
+        !self.park_after.is_zero()
+            && self.mode == Mode::Print
+            && !self.send_only
+            && self.tls.is_none()
+            && self.console.is_none()
+            && !self.has_timeouts()
     }
 
     /// True when any per-connection timer is set.
@@ -321,9 +338,10 @@ impl ServerSettings {
         if timeouts.iter().flatten().any(|d| d.is_zero()) || self.slow_timeout.is_zero() {
             return Err("timeouts must be longer than zero (leave the option out for none)".into());
         }
-        let longest = timeouts.into_iter().flatten().chain([self.grace, self.slow_timeout]).max();
+        let longest =
+            timeouts.into_iter().flatten().chain([self.grace, self.slow_timeout, self.park_after]).max();
         if longest.is_some_and(|d| d > MAX_DURATION) {
-            return Err("timeouts, --grace and --slow-timeout must be at most a year".into());
+            return Err("timeouts, --grace, --slow-timeout and --park-after must be at most a year".into());
         }
         Ok(())
     }

@@ -20,6 +20,8 @@ const PRINT_STALL: Duration = Duration::from_secs(3);
 const WARM_UP_CLIENTS: usize = 32;
 /// How long the new client may take to be served before it counts as not served.
 const PROBE_LIMIT: Duration = Duration::from_secs(5);
+/// Held connections that send a second line, one at a time, after the memory is read.
+const WAKE_SAMPLES: usize = 500;
 
 pub(super) async fn run(
     under_test: &mut UnderTest,
@@ -86,6 +88,7 @@ pub(super) async fn run(
         metrics.push(Metric::new("pss_per_connection", per_conn, "KiB"));
     }
     metrics.push(probe(under_test, held.len() + failures).await);
+    metrics.extend(wake_held(under_test, &mut held).await);
     if let Some(spawned) = under_test.spawned.as_mut() {
         metrics.push(Metric::new("server_alive", f64::from(u8::from(spawned.is_running())), ""));
     }
@@ -109,6 +112,43 @@ async fn warm_up(under_test: &mut UnderTest, settle: Duration) -> Result<(), Ben
     }
     tokio::time::sleep(settle).await;
     Ok(())
+}
+
+/// Times held connections, spread over all of them, from sending a second line to the server
+/// printing it, one at a time: how long an idle client waits (a server that parks idle
+/// connections resumes each one here).
+async fn wake_held(under_test: &mut UnderTest, held: &mut [Conn]) -> Vec<Metric> {
+    let Some(spawned) = under_test.spawned.as_mut() else { return Vec::new() };
+    if held.is_empty() {
+        return Vec::new();
+    }
+    let Ok(mut histogram) = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3) else {
+        return Vec::new();
+    };
+    let step = (held.len() / WAKE_SAMPLES).max(1);
+    let mut missed = 0;
+    for stream in held.iter_mut().step_by(step).take(WAKE_SAMPLES) {
+        let printed_before = spawned.lines();
+        let start = Instant::now();
+        if stream.write_all(b"wake\n").await.is_err() {
+            missed += 1;
+            continue;
+        }
+        match spawned.wait_for_lines(printed_before + 1, PROBE_LIMIT).await {
+            Some(at) => {
+                let micros =
+                    u64::try_from(at.saturating_duration_since(start).as_micros()).unwrap_or(u64::MAX);
+                histogram.saturating_record(micros.max(1));
+            }
+            None => missed += 1,
+        }
+    }
+    let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
+    vec![
+        Metric::new("held_client_served_p50", ms(0.5), "ms"),
+        Metric::new("held_client_served_p99", ms(0.99), "ms"),
+        Metric::new("held_client_not_served", f64::from(missed), "conns"),
+    ]
 }
 
 /// True while the server has neither closed nor reset the connection.

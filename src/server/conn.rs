@@ -17,6 +17,7 @@
 use std::cell::RefCell;
 use std::future::Future;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -29,6 +30,7 @@ use tracing::{debug, info};
 use super::Shared;
 use super::answer::Answer;
 use super::console::LiveConn;
+use super::parking::{IdleState, Lot, Parked};
 use super::registry::Phase;
 use super::socket::{self, Socket, Stream};
 use super::timer::Deadlines;
@@ -65,6 +67,10 @@ pub(super) struct Connection<S> {
     /// The registry holds this task's waker. A spawned task's waker wakes the same task at
     /// every poll, so it is given once rather than compared under the registry's lock each time.
     registered: bool,
+    /// The parking lot's idle clock at the last read (or the start).
+    read_epoch: u8,
+    /// The socket moved to the parking lot: this task ends without closing anything.
+    parked: bool,
 }
 
 /// The rarely needed parts of a connection.
@@ -111,6 +117,7 @@ impl<S: Stream> Connection<S> {
         let live = shared.config.console.as_ref().map(|console| console.open(id, peer, slot));
         let extras = (deadlines.is_some() || tls.is_some() || live.is_some())
             .then(|| Box::new(Extras { deadlines, tls, live, ..Extras::default() }));
+        let read_epoch = shared.parking.as_ref().map_or(0, Lot::epoch);
         Connection {
             stream,
             shared,
@@ -123,6 +130,70 @@ impl<S: Stream> Connection<S> {
             greeted: 0,
             noticed: false,
             registered: false,
+            read_epoch,
+            parked: false,
+        }
+    }
+
+    /// A parked connection with its task again, carrying on where it stopped (greeted, idle).
+    fn resumed(shared: Arc<Shared>, stream: S, parked: IdleState) -> Self {
+        let greeted = greeting_len(&shared);
+        let read_epoch = shared.parking.as_ref().map_or(0, Lot::epoch);
+        Connection {
+            stream,
+            shared,
+            transcript: parked.transcript,
+            extras: None,
+            answer: None,
+            peer: parked.peer,
+            id: parked.id,
+            slot: parked.slot,
+            greeted,
+            noticed: false,
+            registered: false,
+            read_epoch,
+            parked: false,
+        }
+    }
+
+    /// Moves an idle connection to the parking lot when that is all it is: print mode, past its
+    /// greeting, nothing boxed, no read for a while, and the server serving. Then the only
+    /// wait `poll_session` can have returned from is for the socket to be readable, and the
+    /// socket, the unfinished line and the counters are all there is to keep.
+    fn try_park(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(lot) = self.shared.parking.as_ref() else { return false };
+        let idle = self.extras.is_none()
+            && self.answer.is_none()
+            && self.greeted as usize >= greeting_len(&self.shared) as usize
+            && lot.is_idle(self.read_epoch)
+            && self.shared.registry.phase() == Phase::Serving;
+        if !idle {
+            return false;
+        }
+        // The lot keeps a descriptor of its own; this task's, registered with the runtime,
+        // closes as the task ends. Out of descriptors, the connection simply stays a task.
+        let Ok(fd) = self.stream.fd().try_clone_to_owned() else { return false };
+        // The finished task's waker leaves the registry before anyone can resume the
+        // connection and register the next one.
+        self.shared.registry.park(self.slot);
+        let state = IdleState {
+            transcript: std::mem::take(&mut self.transcript),
+            peer: self.peer,
+            id: self.id,
+            slot: self.slot,
+        };
+        let parked = Parked { fd, resume: resume::<S>, state };
+        match lot.park(parked, &self.shared) {
+            Ok(()) => {
+                debug!("#{} {} idle: parked", self.id, self.peer);
+                self.parked = true;
+                true
+            }
+            Err(parked) => {
+                self.transcript = parked.state.transcript;
+                self.shared.registry.register(self.slot, cx.waker());
+                false
+            }
         }
     }
 
@@ -150,7 +221,7 @@ impl<S: Stream> Connection<S> {
             }
             match registry.phase() {
                 Phase::Closing => return Poll::Ready(End::Shutdown),
-                Phase::Draining if !self.noticed => self.send_notice(),
+                Phase::Draining if !self.noticed => self.send_notice(cx),
                 _ => {}
             }
             if let Some(extras) = self.extras.as_mut() {
@@ -326,6 +397,9 @@ impl<S: Stream> Connection<S> {
                     if let Some(deadlines) = self.extras.as_mut().and_then(|e| e.deadlines.as_mut()) {
                         deadlines.read();
                     }
+                    if let Some(lot) = self.shared.parking.as_ref() {
+                        self.read_epoch = lot.epoch();
+                    }
                     match Answer::quit(&self.answer) {
                         true => End::Quit,
                         false => continue,
@@ -358,20 +432,26 @@ impl<S: Stream> Connection<S> {
     }
 
     /// Tells the client the server is shutting down. In print mode one best-effort write that
-    /// never waits (a client that reads nothing simply does not see it); in the answering
-    /// modes it queues behind what the client is already owed, so no answer is cut in two.
-    fn send_notice(&mut self) {
+    /// never holds up reads (a client that reads nothing simply does not see it); in the
+    /// answering modes it queues behind what the client is already owed, so no answer is cut
+    /// in two.
+    fn send_notice(&mut self, cx: &mut Context<'_>) {
+        let config = &self.shared.config;
+        let notice = config.shutdown_notice.as_deref().filter(|_| !config.recv_only);
+        if let Some(notice) = notice {
+            if config.mode == Mode::Print {
+                // A socket just given back its task (parked until the drain) is writable, but
+                // the runtime learns so only at its next turn: until then, try again.
+                if self.stream.poll_write_ready(cx).is_pending() {
+                    return;
+                }
+                let tls = self.extras.as_mut().and_then(|e| e.tls.as_deref_mut());
+                let _ = Wire { stream: &self.stream, tls, sent: None }.try_write(notice);
+            } else {
+                Answer::notice(&mut self.answer, &self.shared, notice);
+            }
+        }
         self.noticed = true;
-        let Some(notice) = self.shared.config.shutdown_notice.as_deref() else { return };
-        if self.shared.config.recv_only {
-            return;
-        }
-        if self.shared.config.mode == Mode::Print {
-            let tls = self.extras.as_mut().and_then(|e| e.tls.as_deref_mut());
-            let _ = Wire { stream: &self.stream, tls, sent: None }.try_write(notice);
-        } else {
-            Answer::notice(&mut self.answer, &self.shared, notice);
-        }
     }
 }
 
@@ -453,7 +533,7 @@ fn poll_greeting(
 ) -> Poll<()> {
     let greeting = shared.config.greeting.as_deref().unwrap_or_default();
     let banner = Answer::banner(shared.config.mode);
-    let total = greeting.len() + banner.len();
+    let total = greeting_len(shared) as usize;
     while (*greeted as usize) < total {
         let done = *greeted as usize;
         let rest = if done < greeting.len() { &greeting[done..] } else { &banner[done - greeting.len()..] };
@@ -476,12 +556,37 @@ fn poll_greeting(
     Poll::Ready(())
 }
 
+/// Bytes of the greeting and the mode's banner together (each at most `MAX_MESSAGE_BYTES`).
+fn greeting_len(shared: &Shared) -> u32 {
+    let greeting = shared.config.greeting.as_deref().map_or(0, <[u8]>::len);
+    u32::try_from(greeting + Answer::banner(shared.config.mode).len()).unwrap_or(u32::MAX)
+}
+
+/// Gives a parked connection its task again: the socket registered with the runtime anew.
+fn resume<S: Stream>(shared: Arc<Shared>, fd: OwnedFd, state: IdleState) {
+    match S::from_fd(fd) {
+        Ok(stream) => {
+            tokio::spawn(Connection::resumed(shared, stream, state));
+        }
+        Err(err) => {
+            let IdleState { mut transcript, peer, id, slot } = state;
+            tracing::warn!("#{id} {peer}: cannot resume the idle connection: {err}; closing it");
+            transcript.close(&shared, Origin { conn: Some(id), peer }, &End::Failed(err));
+            shared.registry.remove(slot, peer.ip());
+        }
+    }
+}
+
 impl<S: Stream> Future for Connection<S> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        let end = ready!(this.poll_session(cx));
+        let end = match this.poll_session(cx) {
+            Poll::Ready(end) => end,
+            Poll::Pending if this.try_park(cx) => return Poll::Ready(()),
+            Poll::Pending => return Poll::Pending,
+        };
         Answer::leave(&mut this.answer, &this.shared, this.id, &end);
         if matches!(end, End::Tls(_) | End::NotTls) {
             // The client was told already (an alert, or a plaintext line); nothing more to say.
@@ -502,6 +607,10 @@ impl<S: Stream> Future for Connection<S> {
 
 impl<S> Drop for Connection<S> {
     fn drop(&mut self) {
+        if self.parked {
+            // It lives on in the parking lot, slot and all.
+            return;
+        }
         // Also when the runtime drops the task unfinished: the room must not keep waiting for it.
         Answer::leave(&mut self.answer, &self.shared, self.id, &End::Shutdown);
         if let (Some(console), Some(live)) =

@@ -11,6 +11,7 @@
 //! | `proxied` | the PROXY protocol header of a load balancer |
 //! | `socket` | TCP and Unix streams and listeners, as the core uses them |
 //! | `relay`, `outbox`, `room`, `chat` | a relay client's own side; its queue and health; the room and its gate; chat lines |
+//! | `parking` | idle print-mode connections outside the runtime, and the idle clock |
 //! | `console` | the web console's view: live connections, metrics, lines and disconnects it sends |
 //! | `registry`, `timer`, `transcript`, `stats`, `rate` | slots and phase; deadlines; records and close reasons; counters; connects per address |
 
@@ -23,6 +24,7 @@ mod console;
 mod echo;
 mod exec;
 mod outbox;
+mod parking;
 mod process;
 mod proxied;
 mod rate;
@@ -83,6 +85,8 @@ struct Shared {
     rate: Option<rate::ConnectionRate>,
     stats: Stats,
     next_id: AtomicU64,
+    /// Idle print-mode connections outside the runtime (`--park-after`).
+    parking: Option<parking::Lot>,
 }
 
 impl Shared {
@@ -93,7 +97,13 @@ impl Shared {
             room.connect(Arc::clone(&link));
             (link, frames)
         });
+        let parking = config.parks_idle().then(|| {
+            parking::Lot::new(config.park_after, descriptor_limit().min(config.max_conns))
+                .map_err(|err| tracing::warn!("idle connections will not be parked: {err}"))
+                .ok()
+        });
         Shared {
+            parking: parking.flatten(),
             registry: Registry::new(config.max_conns, config.max_conns_per_ip, descriptor_limit()),
             room,
             cluster_frames: std::sync::Mutex::new(cluster_frames),
@@ -152,6 +162,9 @@ pub async fn run(
         }
         _ => None,
     };
+    if let Err(err) = parking::Lot::start(&shared) {
+        tracing::warn!("idle connections will not be parked: cannot start the parking thread: {err}");
+    }
     let stop_accepting = CancellationToken::new();
     let mut accepting = JoinSet::new();
     for listener in listeners {
@@ -176,7 +189,10 @@ pub async fn run(
     // Every listener is dropped before draining, so new clients are refused rather than queued.
     while accepting.join_next().await.is_some() {}
     let grace = if output_failed.is_cancelled() { Default::default() } else { grace };
-    let cut_off = drain(&shared.registry, grace).await;
+    let cut_off = drain(&shared, grace).await;
+    if let Some(lot) = &shared.parking {
+        lot.stop();
+    }
     // Commands of --exec still running past the grace period do not outlive the server.
     kill_all_commands();
     if let Some(cluster) = cluster {
@@ -212,8 +228,13 @@ fn descriptor_limit() -> usize {
 }
 
 /// Lets connections finish within `grace`, then closes the rest; returns how many were cut off.
-async fn drain(registry: &Registry, grace: std::time::Duration) -> u64 {
+async fn drain(shared: &Arc<Shared>, grace: std::time::Duration) -> u64 {
+    let registry = &shared.registry;
     registry.advance(Phase::Draining);
+    if let Some(lot) = &shared.parking {
+        // Parked connections have no task to wake: they get one, to hear the notice and close.
+        lot.resume_all(shared);
+    }
     if tokio::time::timeout(grace, registry.wait_empty()).await.is_ok() {
         return 0;
     }

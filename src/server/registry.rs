@@ -145,6 +145,14 @@ impl Registry {
         }
     }
 
+    /// Forgets the waker of the connection in `slot`, which is leaving its task for the parking
+    /// lot: a finished task's waker would keep its memory alive. Its next task registers anew.
+    pub fn park(&self, slot: u32) {
+        if let Some(known) = self.lock().wakers.get_mut(slot as usize) {
+            *known = Waker::noop().clone();
+        }
+    }
+
     /// Wakes the connection in `slot` (the console left it something).
     pub fn wake(&self, slot: u32) {
         if let Some(waker) = self.lock().wakers.get(slot as usize) {
@@ -162,6 +170,11 @@ impl Registry {
         self.phase.fetch_max(phase as u8, Ordering::AcqRel);
         // Taking the lock after the store pairs with `register`: a connection either registered
         // before this wake-up, or reads the new phase after registering.
+        self.wake_all();
+    }
+
+    /// Wakes every connection that has a task (parked ones hold a no-op waker).
+    pub fn wake_all(&self) {
         for (_, waker) in self.lock().wakers.iter() {
             waker.wake_by_ref();
         }

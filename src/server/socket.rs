@@ -4,7 +4,7 @@
 //! where one indirect call per write costs nothing next to the system call.
 
 use std::io::{self, IoSlice};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::task::{Context, Poll};
 
 use tokio::io::AsyncRead;
@@ -28,6 +28,11 @@ pub(super) trait Socket: Send + Sync + Unpin + 'static {
     fn fd(&self) -> BorrowedFd<'_>;
     /// Small answers go out at once (no Nagle); a no-op where there is no Nagle.
     fn answer_promptly(&self);
+    /// The stream of a non-blocking descriptor, registered with the runtime (a parked
+    /// connection's, as it resumes).
+    fn from_fd(fd: OwnedFd) -> io::Result<Self>
+    where
+        Self: Sized;
 }
 
 /// A socket the core can also read through `AsyncRead` (which notes a short read as drained).
@@ -36,7 +41,7 @@ pub(super) trait Stream: Socket + AsyncRead {}
 impl<S: Socket + AsyncRead> Stream for S {}
 
 macro_rules! socket_for {
-    ($stream:ty) => {
+    ($stream:ty, $std:ty) => {
         impl Socket for $stream {
             fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
                 <$stream>::poll_read_ready(self, cx)
@@ -59,12 +64,15 @@ macro_rules! socket_for {
             fn answer_promptly(&self) {
                 set_nodelay(self);
             }
+            fn from_fd(fd: OwnedFd) -> io::Result<Self> {
+                <$stream>::from_std(<$std>::from(fd))
+            }
         }
     };
 }
 
-socket_for!(TcpStream);
-socket_for!(UnixStream);
+socket_for!(TcpStream, std::net::TcpStream);
+socket_for!(UnixStream, std::os::unix::net::UnixStream);
 
 fn set_nodelay<S: AsFd>(stream: &S) {
     // Unix sockets have no Nagle; the call fails there and that is fine.

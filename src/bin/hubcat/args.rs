@@ -9,8 +9,8 @@ use hubcat::client::proxy::ProxyUrl;
 use hubcat::client::tls::Verify;
 use hubcat::config::{
     DEFAULT_BUSY_MESSAGE, DEFAULT_CHUNK_BYTES, DEFAULT_DIAL_TIMEOUT, DEFAULT_EXEC_MAX_CONNS, DEFAULT_GRACE,
-    DEFAULT_HOST, DEFAULT_MAX_LINE, DEFAULT_PORT, DEFAULT_RELAY_QUEUE_BYTES, DEFAULT_SLOW_TIMEOUT,
-    DEFAULT_UDP_WAIT, ExecCommand, Mode, SlowClient, default_max_conns,
+    DEFAULT_HOST, DEFAULT_MAX_LINE, DEFAULT_PARK_AFTER, DEFAULT_PORT, DEFAULT_RELAY_QUEUE_BYTES,
+    DEFAULT_SLOW_TIMEOUT, DEFAULT_UDP_WAIT, ExecCommand, Mode, SlowClient, default_max_conns,
 };
 use hubcat::tls::{ServerTls, TlsSetupError, parse_fingerprint};
 use hubcat::unix::UnixAddr;
@@ -168,6 +168,11 @@ pub struct ServeArgs {
     /// Close a connection that sends nothing this long after it opened [default: never].
     #[arg(long, value_name = "DURATION")]
     pub first_byte_timeout: Option<humantime::Duration>,
+    /// In print mode, move a connection idle this long out of the runtime until it is readable
+    /// again: about a fifth of the memory, a few microseconds more to wake (0: never). Not with
+    /// TLS, timeouts or --web.
+    #[arg(long, value_name = "DURATION", default_value_t = DEFAULT_PARK_AFTER.into())]
+    pub park_after: humantime::Duration,
     /// Accept clients only from CIDR (v4 or v6, or one address; repeatable). Precedence: deny
     /// wins over allow; with any allow rule, only allowed addresses may connect.
     #[arg(long, value_name = "CIDR")]
@@ -384,6 +389,7 @@ impl ServeArgs {
             idle_timeout: self.idle_timeout.map(Into::into),
             max_duration: self.max_duration.map(Into::into),
             first_byte_timeout: self.first_byte_timeout.map(Into::into),
+            park_after: self.park_after.into(),
             access: Access::new(self.access_rules().map_err(usage_error)?),
             tls,
             recv_only: self.recv_only,
