@@ -200,9 +200,9 @@ def main():
     w("  textbook improved server writes one byte per system call, so it gets 500 lines per client.")
     for case in hold_cases:
         n = int(case.split("-")[1])
-        w(f"- **{case}**: {n:,} connections each send one line and stay idle; the server's PSS")
+        w(f"- **{case}**: {n:,} connections each send one line and stay idle for 15 s; the server's PSS")
         w("  (process tree) minus its baseline after a warm-up, per connection; then a new client's")
-        w("  line is timed from connect to printed.")
+        w("  line is timed from connect to printed. (Runs before 2026-12-06 read memory after 1 s idle.)")
     w("- **churn**: 20,000 connections (connect, one line, close), 50 at a time.")
     w("- **nofile-256**: the server under `prlimit --nofile=256` while 300 clients connect: does it")
     w("  survive?\n")
@@ -256,7 +256,7 @@ def main():
 
     w("## Commands\n")
     w("```sh")
-    w("bench/compare.sh            # everything above, about 15 minutes")
+    w("bench/compare.sh            # everything above, about 30 minutes")
     w("hubcat bench ingest --spawn 'target/release/hubcat serve 127.0.0.1 {port}'")
     w("hubcat bench hold --conns 10000 --spawn 'ncat -lk -m 20000 127.0.0.1 {port}'")
     w("hubcat bench churn --spawn 'socat -u TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr,backlog=4096 STDOUT'")

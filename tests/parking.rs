@@ -37,6 +37,17 @@ fn wait_parked_count(server: &mut ServeProcess, count: usize) {
     }
 }
 
+/// Connects `count` clients, client `i` sending `first(i)`.
+fn connect_all(server: &ServeProcess, count: usize, first: impl Fn(usize) -> String) -> Vec<TcpStream> {
+    (0..count)
+        .map(|i| {
+            let mut client = TcpStream::connect(server.addr).expect("connect");
+            client.write_all(first(i).as_bytes()).expect("send");
+            client
+        })
+        .collect()
+}
+
 #[test]
 fn a_parked_client_carries_on_where_it_stopped_even_mid_line() {
     let mut server = serve(&["--greeting", "hello"]);
@@ -81,13 +92,7 @@ fn a_client_that_resets_while_parked_is_seen_to_leave_and_frees_its_slot() {
 fn a_shutdown_reaches_parked_clients_and_their_unfinished_lines_are_kept() {
     const CLIENTS: usize = 200;
     let mut server = serve(&["--shutdown-notice", "bye", "--grace", "10s"]);
-    let mut clients: Vec<TcpStream> = (0..CLIENTS)
-        .map(|i| {
-            let mut client = TcpStream::connect(server.addr).expect("connect");
-            client.write_all(format!("line {i}\ntail {i}").as_bytes()).expect("send");
-            client
-        })
-        .collect();
+    let mut clients = connect_all(&server, CLIENTS, |i| format!("line {i}\ntail {i}"));
     wait_parked_count(&mut server, CLIENTS);
     server.signal("TERM");
     for client in &mut clients {
@@ -112,13 +117,7 @@ fn a_shutdown_reaches_parked_clients_and_their_unfinished_lines_are_kept() {
 fn thousands_of_parked_clients_wake_at_once_and_lose_nothing() {
     const CLIENTS: usize = 3000;
     let mut server = serve(&[]);
-    let mut clients: Vec<TcpStream> = (0..CLIENTS)
-        .map(|i| {
-            let mut client = TcpStream::connect(server.addr).expect("connect");
-            client.write_all(format!("first {i}\n").as_bytes()).expect("send");
-            client
-        })
-        .collect();
+    let mut clients = connect_all(&server, CLIENTS, |i| format!("first {i}\n"));
     wait_parked_count(&mut server, CLIENTS);
     // More readable at once than the lot takes from one wait.
     for (i, client) in clients.iter_mut().enumerate() {

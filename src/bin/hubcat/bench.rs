@@ -65,7 +65,8 @@ pub enum ScenarioArgs {
         /// Connections to hold at once (keep under 18,900: 20,000 descriptors per process here).
         #[arg(long, default_value_t = 10_000)]
         conns: usize,
-        /// Pause before memory is read, once every connection is open.
+        /// Pause before memory is read, once every connection is open (hubcat parks connections
+        /// idle for 1 s and its allocator returns the freed memory over about 10 s: give 15s).
         #[arg(long, value_name = "DURATION", default_value_t = Duration::from_secs(1).into())]
         settle: humantime::Duration,
     },
