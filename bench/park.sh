@@ -6,7 +6,7 @@
 # parked client waits). Rewrites the section between the park markers in BENCHMARKS.md.
 # Loopback only; every run is bounded by --time-limit.
 #
-# Usage: bench/park.sh [--quick]
+# Usage: bench/park.sh [--quick | --report]   (--report: rewrite the section from the last results)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +15,8 @@ BEFORE=${BEFORE:-8d2a35b}
 if [ "${1:-}" = "--quick" ]; then
   RUNS=1 LINES=30000 CHURN=2000 HOLD=2000 SETTLE=12s
 fi
+RESULTS=target/park-results.jsonl
+if [ "${1:-}" != "--report" ]; then
 source bench/race.sh
 cargo build --release --quiet --bin hubcat
 
@@ -30,8 +32,8 @@ if [ ! -x "$OLD_DIR/$BEFORE/hubcat" ]; then
 fi
 
 HUBCAT=$PWD/target/release/hubcat
-RESULTS=target/park-results.jsonl
 : > "$RESULTS"
+git rev-parse --short HEAD > "$RESULTS.rev"
 
 declare -A SERVER=(
   [before]="$OLD_DIR/$BEFORE/hubcat serve 127.0.0.1 {port}"
@@ -40,15 +42,18 @@ declare -A SERVER=(
 )
 for round in $(seq "$RUNS"); do
   echo "round $round of $RUNS" >&2
-  for case in before off on; do
+  # Each round starts with another case, so no case always follows the same one.
+  cases=(before off on before off)
+  for case in "${cases[@]:$(( (round - 1) % 3 )):3}"; do
     run hubcat "$case" ingest "${SERVER[$case]}" --clients "$CLIENTS" --lines "$LINES"
     run hubcat "$case" churn "${SERVER[$case]}" --conns "$CHURN"
     run hubcat "$case" hold "${SERVER[$case]}" --conns "$HOLD" --settle "$SETTLE"
   done
   echo >&2
 done
+fi
 
-python3 - "$RESULTS" "$RUNS" "$CLIENTS" "$LINES" "$CHURN" "$HOLD" "$SETTLE" "$BEFORE" "$(git rev-parse --short HEAD)" <<'PY'
+python3 - "$RESULTS" "$RUNS" "$CLIENTS" "$LINES" "$CHURN" "$HOLD" "$SETTLE" "$BEFORE" "$(cat "$RESULTS.rev")" <<'PY'
 import sys
 
 sys.path.insert(0, "bench")
@@ -81,7 +86,15 @@ rows = [("ingest, parking on vs before", ratio(med("hubcat", on, "throughput"), 
         ("memory, parking on vs before", ratio(med("hubcat", on, "pss_per_connection"), med("hubcat", old, "pss_per_connection")), ""),
         ("idle client served, p99, parking on", f"{med('hubcat', on, 'held_client_served_p99') or float('nan'):.2f} ms", "<= 1 ms")]
 out += ["", "| measure | hubcat | target |", "|---|---|---|"] + [f"| {a} | {b} | {c} |" for a, b, c in rows]
-out += ["<!-- park:end -->"]
+out += ["", "Parked, a connection is its descriptor, its unfinished line and counters in the lot's table",
+        "(104 bytes) and its registry slot (16 bytes); the rest of the figure is the allocator's",
+        "slack. As a task it was also the task cell (256 bytes) and tokio's readiness record (256",
+        "bytes with its reference counts), both cache-line aligned. A parked client's next line takes",
+        "one more hop (the lot's thread, then a new registration with the runtime): about 0.1 ms.",
+        "Memory is read after SETTLE because the allocator's background threads give the freed task",
+        "memory back over about ten seconds (read 1 s after the last connection opened, the figure is",
+        "still about 0.64 KiB: parked, but not yet returned).".replace("SETTLE", settle),
+        "<!-- park:end -->"]
 replace_section("park", "\n".join(out) + "\n")
 print("updated BENCHMARKS.md", file=sys.stderr)
 PY

@@ -47,6 +47,9 @@ pub(crate) const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
 /// How long a print-mode connection stays idle before it is parked (`--park-after`).
 pub const DEFAULT_PARK_AFTER: Duration = Duration::from_secs(1);
+/// Shortest `--park-after` other than 0: the idle clock wakes every unparked connection twice
+/// per period, which must stay rare next to their own work.
+pub const MIN_PARK_AFTER: Duration = Duration::from_millis(100);
 /// Descriptors held back from the default connection cap (listeners, output, logs, the reserve
 /// descriptor, runtime internals), and never more than a quarter of the limit.
 pub(crate) const RESERVED_DESCRIPTORS: usize = 32;
@@ -272,14 +275,13 @@ impl ServerConfig {
     }
 
     /// True when idle connections are parked: print mode with nothing that keeps per-connection
-    /// state between reads (timers, TLS, the console's counters).
+    /// state between reads but the deadlines (not TLS, not the console's counters).
     pub(crate) fn parks_idle(&self) -> bool {
         !self.park_after.is_zero()
             && self.mode == Mode::Print
             && !self.send_only
             && self.tls.is_none()
             && self.console.is_none()
-            && !self.has_timeouts()
     }
 
     /// True when any per-connection timer is set.
@@ -333,6 +335,9 @@ impl ServerSettings {
         }
         if (self.mode == Mode::Exec) != self.exec.is_some() {
             return Err("--exec runs a command per connection in place of --mode".into());
+        }
+        if !self.park_after.is_zero() && self.park_after < MIN_PARK_AFTER {
+            return Err("--park-after must be 0 (never) or at least 100ms".into());
         }
         let timeouts = [self.idle_timeout, self.max_duration, self.first_byte_timeout];
         if timeouts.iter().flatten().any(|d| d.is_zero()) || self.slow_timeout.is_zero() {

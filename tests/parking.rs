@@ -147,18 +147,62 @@ fn a_unix_socket_client_is_parked_and_resumed() {
     assert!(server.stop().status.success());
 }
 
-#[test]
-fn nothing_parks_when_parking_is_off_or_a_connection_keeps_timers() {
-    for extra in [&["--park-after", "0"][..], &["--park-after", "100ms", "--idle-timeout", "1h"]] {
-        let mut server = ServeProcess::start(&[&["127.0.0.1", "0", "-v"], extra].concat());
-        let mut client = TcpStream::connect(server.addr).expect("connect");
-        client.write_all(b"one\n").expect("send");
-        std::thread::sleep(Duration::from_millis(500));
-        client.write_all(b"two\n").expect("send");
-        server.wait_for_data_containing("two");
-        drop(client);
-        server.wait_for_event("left:");
-        let stopped = server.stop();
-        assert!(!stopped.stderr.iter().any(|l| l.contains("parked")), "{extra:?}: parked");
+/// Waits for a stderr line, seen already or to come, that `matches`.
+fn wait_event_where(server: &mut ServeProcess, matches: impl Fn(&str) -> bool) -> String {
+    if let Some(line) = server.stderr_seen.iter().find(|l| matches(l)) {
+        return line.clone();
     }
+    loop {
+        let line = server.wait_for_event("");
+        if matches(&line) {
+            return line;
+        }
+    }
+}
+
+#[test]
+fn timeouts_close_parked_connections_counted_from_their_last_read() {
+    let mut server = serve(&["--idle-timeout", "600ms"]);
+    let mut quiet = TcpStream::connect(server.addr).expect("connect");
+    quiet.write_all(b"quiet\n").expect("send");
+    wait_parked(&mut server, 1);
+    let mut busy = TcpStream::connect(server.addr).expect("connect");
+    // Parked between lines for longer than the idle timeout in all: only its last read counts.
+    for i in 0..8 {
+        busy.write_all(format!("busy {i}\n").as_bytes()).expect("send");
+        wait_parked(&mut server, 2);
+    }
+    for id in [1, 2] {
+        let left = wait_event_where(&mut server, |l| l.contains(&format!("#{id} ")) && l.contains("left:"));
+        assert!(left.contains("closed by server: idle for 600ms (idle timeout)"), "{left}");
+    }
+    let stopped = server.stop();
+    let busy_left =
+        stopped.stderr.iter().find(|l| l.contains("#2 ") && l.contains("left:")).expect("#2 left");
+    assert!(busy_left.contains("in 8 lines"), "{busy_left}");
+    drop((quiet, busy));
+}
+
+#[test]
+fn nothing_parks_when_parking_is_off() {
+    let mut server = ServeProcess::start(&["127.0.0.1", "0", "-v", "--park-after", "0"]);
+    let mut client = TcpStream::connect(server.addr).expect("connect");
+    client.write_all(b"one\n").expect("send");
+    // An event that never comes has no signal to wait for: what five idle periods of 100 ms take.
+    std::thread::sleep(Duration::from_millis(500));
+    client.write_all(b"two\n").expect("send");
+    server.wait_for_data_containing("two");
+    drop(client);
+    server.wait_for_event("left:");
+    let stopped = server.stop();
+    assert!(!stopped.stderr.iter().any(|l| l.contains("parked")), "parked with --park-after 0");
+}
+
+#[test]
+fn a_park_period_too_short_to_be_cheap_is_a_usage_error() {
+    let out = common::run_hubcat(&["serve", "127.0.0.1", "0", "--park-after", "10ms"], b"");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--park-after must be 0 (never) or at least 100ms")
+    );
 }

@@ -12,7 +12,9 @@
 //! the middle of turning a read into records, so a connection never stops halfway through a
 //! line, and whatever it had read is flushed when it closes. Every wait (sink room, socket
 //! readiness, a paused room) is a poll inside this one future, so the `Closing` phase, which
-//! wakes every connection, ends each of them at its next poll whatever its client does.
+//! wakes every connection, ends each of them at its next poll whatever its client does. An idle
+//! print-mode connection may leave its task for the parking lot (`parking`); the drain gives
+//! every parked one its task back before anything else, so the same holds for them.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -33,10 +35,10 @@ use super::console::LiveConn;
 use super::parking::{IdleState, Lot, Parked};
 use super::registry::Phase;
 use super::socket::{self, Socket, Stream};
-use super::timer::Deadlines;
+use super::timer::{Deadlines, Resting};
 use super::transcript::{End, Transcript};
 use super::wire::{TlsReadError, Wire, read_tls};
-use crate::config::{Mode, READ_BUFFER_BYTES, RELAY_FLUSH_LIMIT};
+use crate::config::{Mode, READ_BUFFER_BYTES, RELAY_FLUSH_LIMIT, ServerConfig};
 use crate::output::{Event, Format, Origin, OwnedReservation, Peer, Reservation, json_event};
 
 thread_local! {
@@ -92,6 +94,24 @@ struct Extras {
     tls_reported: bool,
 }
 
+impl Extras {
+    /// True when nothing but the deadlines is kept (what a parked connection can carry).
+    fn holds_only_deadlines(&self) -> bool {
+        self.capacity.is_none()
+            && self.ending.is_none()
+            && self.tls.is_none()
+            && !self.lingering
+            && self.live.is_none()
+    }
+
+    /// The extras of a connection back from the parking lot: its deadlines, if it had any.
+    fn woken(deadlines: Option<Box<Resting>>, config: &ServerConfig) -> Option<Box<Extras>> {
+        deadlines.map(|resting| {
+            Box::new(Extras { deadlines: Some(Deadlines::wake(&resting, config)), ..Extras::default() })
+        })
+    }
+}
+
 impl<S: Stream> Connection<S> {
     /// A connection admitted into registry slot `slot`; nothing happens until it is polled.
     pub(super) fn new(shared: Arc<Shared>, stream: S, peer: Peer, id: u64, slot: u32) -> Self {
@@ -139,11 +159,12 @@ impl<S: Stream> Connection<S> {
     fn resumed(shared: Arc<Shared>, stream: S, parked: IdleState) -> Self {
         let greeted = greeting_len(&shared);
         let read_epoch = shared.parking.as_ref().map_or(0, Lot::epoch);
+        let extras = Extras::woken(parked.deadlines, &shared.config);
         Connection {
             stream,
             shared,
             transcript: parked.transcript,
-            extras: None,
+            extras,
             answer: None,
             peer: parked.peer,
             id: parked.id,
@@ -157,12 +178,14 @@ impl<S: Stream> Connection<S> {
     }
 
     /// Moves an idle connection to the parking lot when that is all it is: print mode, past its
-    /// greeting, nothing boxed, no read for a while, and the server serving. Then the only
-    /// wait `poll_session` can have returned from is for the socket to be readable, and the
-    /// socket, the unfinished line and the counters are all there is to keep.
+    /// greeting, nothing boxed but its deadlines, no read for a while, and the server serving.
+    /// Then the only wait `poll_session` can have returned from is for the socket to be
+    /// readable (or a deadline), and the socket, the unfinished line, the counters and the
+    /// times the deadlines count from are all there is to keep.
     fn try_park(&mut self, cx: &mut Context<'_>) -> bool {
         let Some(lot) = self.shared.parking.as_ref() else { return false };
-        let idle = self.extras.is_none()
+        let idle = lot.is_running()
+            && self.extras.as_deref().is_none_or(Extras::holds_only_deadlines)
             && self.answer.is_none()
             && self.greeted as usize >= greeting_len(&self.shared) as usize
             && lot.is_idle(self.read_epoch)
@@ -171,27 +194,43 @@ impl<S: Stream> Connection<S> {
             return false;
         }
         // The lot keeps a descriptor of its own; this task's, registered with the runtime,
-        // closes as the task ends. Out of descriptors, the connection simply stays a task.
-        let Ok(fd) = self.stream.fd().try_clone_to_owned() else { return false };
+        // closes as the task ends. Out of descriptors, the connection stays a task for now.
+        let fd = match self.stream.fd().try_clone_to_owned() {
+            Ok(fd) => fd,
+            Err(err) => {
+                lot.could_not_park(&err);
+                self.read_epoch = lot.epoch();
+                return false;
+            }
+        };
         // The finished task's waker leaves the registry before anyone can resume the
         // connection and register the next one.
-        self.shared.registry.park(self.slot);
+        self.shared.registry.forget_waker(self.slot);
+        debug!("#{} {} idle: parked", self.id, self.peer);
+        let config = &self.shared.config;
+        let deadlines = self.extras.take().and_then(|extras| extras.deadlines);
         let state = IdleState {
             transcript: std::mem::take(&mut self.transcript),
             peer: self.peer,
             id: self.id,
             slot: self.slot,
+            deadlines: deadlines.map(|deadlines| Box::new(deadlines.rest(config))),
         };
         let parked = Parked { fd, resume: resume::<S>, state };
         match lot.park(parked, &self.shared) {
             Ok(()) => {
-                debug!("#{} {} idle: parked", self.id, self.peer);
                 self.parked = true;
                 true
             }
             Err(parked) => {
+                debug!("#{} {} not parked after all", self.id, self.peer);
                 self.transcript = parked.state.transcript;
+                self.extras = Extras::woken(parked.state.deadlines, &self.shared.config);
+                self.read_epoch = lot.epoch();
                 self.shared.registry.register(self.slot, cx.waker());
+                // Polled again: the timer made anew, and a phase change made while the registry
+                // held no waker for this connection, are seen then.
+                cx.waker().wake_by_ref();
                 false
             }
         }
@@ -569,7 +608,7 @@ fn resume<S: Stream>(shared: Arc<Shared>, fd: OwnedFd, state: IdleState) {
             tokio::spawn(Connection::resumed(shared, stream, state));
         }
         Err(err) => {
-            let IdleState { mut transcript, peer, id, slot } = state;
+            let IdleState { mut transcript, peer, id, slot, .. } = state;
             tracing::warn!("#{id} {peer}: cannot resume the idle connection: {err}; closing it");
             transcript.close(&shared, Origin { conn: Some(id), peer }, &End::Failed(err));
             shared.registry.remove(slot, peer.ip());

@@ -7,25 +7,29 @@
 //! here and its registry slot. The same thread ticks the idle clock: each tick advances the epoch
 //! and wakes the connections that still have a task, and one that has read nothing for
 //! `IDLE_TICKS` ticks parks itself (it alone knows whether it holds nothing a task must keep).
+//! A parked connection's timeouts keep counting: the thread also sleeps until the soonest of
+//! them, and resumes the connection it belongs to, which then closes as timed out.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use std::{io, thread};
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
+use tokio::time::Instant;
 
 use super::Shared;
-use super::registry::Phase;
+use super::registry::{MAX_RESERVED_SLOTS, Phase};
+use super::timer::Resting;
 use super::transcript::Transcript;
 use crate::output::Peer;
 
 /// Ticks without a read after which a connection parks: idle between `IDLE_TICKS - 1` and
 /// `IDLE_TICKS` tick periods, so a tick is `--park-after` divided by `IDLE_TICKS - 1`.
-pub(super) const IDLE_TICKS: u8 = 3;
+const IDLE_TICKS: u8 = 3;
 /// The token of the lot's own waker (slab keys are bounded by the descriptor limit).
 const WAKE: Token = Token(usize::MAX);
 /// Readiness events taken per wait.
@@ -49,6 +53,14 @@ pub(super) struct IdleState {
     pub peer: Peer,
     pub id: u64,
     pub slot: u32,
+    /// Its timeouts, when any are set; due ones are resumed to close.
+    pub deadlines: Option<Box<Resting>>,
+}
+
+/// The parked connections, and the soonest deadline among them.
+struct Table {
+    parked: Slab<Parked>,
+    next_due: Option<Instant>,
 }
 
 /// Idle connections outside the runtime, and the idle clock.
@@ -57,11 +69,13 @@ pub(super) struct Lot {
     waker: mio::Waker,
     /// Taken by the watching thread when it starts.
     poll: Mutex<Option<Poll>>,
-    parked: Mutex<Slab<Parked>>,
+    table: Mutex<Table>,
     epoch: AtomicU8,
     tick: Duration,
     /// The watching thread runs: connections may park.
     running: AtomicBool,
+    /// A connection could not park (and stays a task): said once.
+    warned: AtomicBool,
 }
 
 impl std::fmt::Debug for Lot {
@@ -82,15 +96,19 @@ impl Lot {
             registry,
             waker,
             poll: Mutex::new(Some(poll)),
-            parked: Mutex::new(Slab::with_capacity(capacity)),
+            table: Mutex::new(Table {
+                parked: Slab::with_capacity(capacity.min(MAX_RESERVED_SLOTS)),
+                next_due: None,
+            }),
             epoch: AtomicU8::new(0),
             tick,
             running: AtomicBool::new(false),
+            warned: AtomicBool::new(false),
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, Slab<Parked>> {
-        self.parked.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The idle clock: connections note it at each read.
@@ -103,9 +121,22 @@ impl Lot {
         self.epoch().wrapping_sub(read_epoch) >= IDLE_TICKS
     }
 
+    /// True while connections may park.
+    pub fn is_running(&self) -> bool {
+        self.running.load(Ordering::Acquire)
+    }
+
+    /// Says, once, that idle connections stay tasks for want of `err` (they try again after
+    /// another idle period).
+    pub fn could_not_park(&self, err: &io::Error) {
+        if !self.warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!("cannot park an idle connection ({err}); it stays a task for now");
+        }
+    }
+
     /// Connections parked now.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().parked.len()
     }
 
     /// Starts the thread that resumes readable connections and ticks the idle clock; it ends
@@ -138,15 +169,22 @@ impl Lot {
             if !self.running.load(Ordering::Acquire) {
                 return Err(parked);
             }
-            let entry = table.vacant_entry();
+            let entry = table.parked.vacant_entry();
             let key = entry.key();
             // Registered before the entry is there, under the lock: a readiness event for it
             // waits for the lock. A socket readable already is reported at once.
             let fd = parked.fd.as_raw_fd();
-            if self.registry.register(&mut SourceFd(&fd), Token(key), Interest::READABLE).is_err() {
+            if let Err(err) = self.registry.register(&mut SourceFd(&fd), Token(key), Interest::READABLE) {
+                self.could_not_park(&err);
                 return Err(parked);
             }
+            let due = parked.state.deadlines.as_ref().and_then(|d| d.due());
             entry.insert(parked);
+            if let Some(due) = due.filter(|due| table.next_due.is_none_or(|next| *due < next)) {
+                // The watching thread sleeps until the deadline it knew of: it must wake sooner.
+                table.next_due = Some(due);
+                let _ = self.waker.wake();
+            }
             key
         };
         // A drain that began meanwhile has resumed everyone it found; this one too.
@@ -160,7 +198,7 @@ impl Lot {
     fn resume(&self, key: usize, shared: &Arc<Shared>) {
         let parked = {
             let mut table = self.lock();
-            let Some(parked) = table.try_remove(key) else { return };
+            let Some(parked) = table.parked.try_remove(key) else { return };
             // Under the lock, so the key is not reused while the old registration stands.
             let _ = self.registry.deregister(&mut SourceFd(&parked.fd.as_raw_fd()));
             parked
@@ -173,7 +211,8 @@ impl Lot {
     pub fn resume_all(&self, shared: &Arc<Shared>) {
         let all: Vec<Parked> = {
             let mut table = self.lock();
-            let all: Vec<Parked> = table.drain().collect();
+            table.next_due = None;
+            let all: Vec<Parked> = table.parked.drain().collect();
             for parked in &all {
                 let _ = self.registry.deregister(&mut SourceFd(&parked.fd.as_raw_fd()));
             }
@@ -182,6 +221,33 @@ impl Lot {
         for parked in all {
             (parked.resume)(Arc::clone(shared), parked.fd, parked.state);
         }
+    }
+
+    /// Resumes the connections whose deadline has come (each closes, timed out); returns the
+    /// soonest deadline still to come.
+    fn resume_due(&self, shared: &Arc<Shared>) -> Option<Instant> {
+        let now = Instant::now();
+        let (due, next_due) = {
+            let mut table = self.lock();
+            if table.next_due.is_none_or(|next| next > now) {
+                return table.next_due;
+            }
+            let mut due = Vec::new();
+            let mut next_due: Option<Instant> = None;
+            for (key, parked) in &table.parked {
+                match parked.state.deadlines.as_ref().and_then(|d| d.due()) {
+                    Some(at) if at <= now => due.push(key),
+                    Some(at) => next_due = Some(next_due.map_or(at, |next| next.min(at))),
+                    None => {}
+                }
+            }
+            table.next_due = next_due;
+            (due, next_due)
+        };
+        for key in due {
+            self.resume(key, shared);
+        }
+        next_due
     }
 
     /// Ends the watching thread; connections no longer park.
@@ -201,8 +267,10 @@ impl Drop for Lot {
 fn watch(mut poll: Poll, shared: &Weak<Shared>) {
     let mut events = Events::with_capacity(EVENTS_PER_WAIT);
     let mut next_tick = Instant::now();
+    let mut next_due: Option<Instant> = None;
     loop {
-        let timeout = next_tick.saturating_duration_since(Instant::now());
+        let wake_at = next_due.map_or(next_tick, |due| due.min(next_tick));
+        let timeout = wake_at.saturating_duration_since(Instant::now());
         if let Err(err) = poll.poll(&mut events, Some(timeout)) {
             if err.kind() != io::ErrorKind::Interrupted {
                 tracing::error!("parking: cannot wait for idle connections: {err}; resuming them all");
@@ -226,6 +294,7 @@ fn watch(mut poll: Poll, shared: &Weak<Shared>) {
                 lot.resume(event.token().0, &shared);
             }
         }
+        next_due = lot.resume_due(&shared);
         if Instant::now() >= next_tick {
             lot.epoch.fetch_add(1, Ordering::Relaxed);
             // Each connection with a task looks at the clock; the idle ones park.

@@ -17,6 +17,12 @@ use std::task::Waker;
 use slab::Slab;
 use tokio::sync::Notify;
 
+/// Slots reserved up front at most: beyond, the table grows (a container's descriptor limit
+/// can be a billion, which no reservation should follow).
+pub(super) const MAX_RESERVED_SLOTS: usize = 1 << 20;
+/// Slots woken per hold of the lock by [`Registry::wake_all`].
+const WAKE_BLOCK: usize = 1024;
+
 /// Where the server is in its life; connections read it between reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Phase {
@@ -87,7 +93,7 @@ impl Registry {
     pub fn new(max_conns: usize, max_per_address: Option<usize>, capacity: usize) -> Self {
         Self {
             table: Mutex::new(Table {
-                wakers: Slab::with_capacity(capacity.min(max_conns)),
+                wakers: Slab::with_capacity(capacity.min(max_conns).min(MAX_RESERVED_SLOTS)),
                 ..Table::default()
             }),
             max_conns,
@@ -147,7 +153,7 @@ impl Registry {
 
     /// Forgets the waker of the connection in `slot`, which is leaving its task for the parking
     /// lot: a finished task's waker would keep its memory alive. Its next task registers anew.
-    pub fn park(&self, slot: u32) {
+    pub fn forget_waker(&self, slot: u32) {
         if let Some(known) = self.lock().wakers.get_mut(slot as usize) {
             *known = Waker::noop().clone();
         }
@@ -173,10 +179,23 @@ impl Registry {
         self.wake_all();
     }
 
-    /// Wakes every connection that has a task (parked ones hold a no-op waker).
+    /// Wakes every connection that has a task (parked ones hold a no-op waker), a block of
+    /// slots at a time so that admitting and closing connections never wait for all of them.
     pub fn wake_all(&self) {
-        for (_, waker) in self.lock().wakers.iter() {
-            waker.wake_by_ref();
+        let mut from = 0;
+        loop {
+            let table = self.lock();
+            let used = table.wakers.iter().next_back().map_or(0, |(last, _)| last + 1);
+            let end = used.min(from + WAKE_BLOCK);
+            for slot in from..end {
+                if let Some(waker) = table.wakers.get(slot) {
+                    waker.wake_by_ref();
+                }
+            }
+            if end >= used {
+                return;
+            }
+            from = end;
         }
     }
 

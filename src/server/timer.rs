@@ -35,6 +35,22 @@ impl Expired {
     }
 }
 
+/// The deadlines of a parked connection: what they count from and when the next one falls,
+/// without a timer (the parking lot looks at `due`).
+#[derive(Clone, Copy, Debug)]
+pub struct Resting {
+    opened: Instant,
+    last_read: Option<Instant>,
+    due: Option<Instant>,
+}
+
+impl Resting {
+    /// When the next deadline falls (`None`: never).
+    pub fn due(&self) -> Option<Instant> {
+        self.due
+    }
+}
+
 /// The deadlines of one connection.
 pub struct Deadlines {
     sleep: Pin<Box<Sleep>>,
@@ -54,6 +70,23 @@ impl Deadlines {
             deadlines.sleep.as_mut().reset(at);
         }
         Some(deadlines)
+    }
+
+    /// Gives up the timer for a connection that parks.
+    pub fn rest(self, config: &ServerConfig) -> Resting {
+        let due = self.next(config).map(|(at, _)| at);
+        Resting { opened: self.opened, last_read: self.last_read, due }
+    }
+
+    /// The deadlines of a parked connection that has a task again.
+    pub fn wake(resting: &Resting, config: &ServerConfig) -> Deadlines {
+        let Resting { opened, last_read, due } = *resting;
+        let mut deadlines =
+            Deadlines { sleep: Box::pin(sleep_until(due.unwrap_or(opened))), opened, last_read };
+        if let Some((at, _)) = deadlines.next(config) {
+            deadlines.sleep.as_mut().reset(at);
+        }
+        deadlines
     }
 
     /// Notes that data arrived.
@@ -130,6 +163,21 @@ mod tests {
             d.read(); // busy, never idle for 10 s
         }
         assert_eq!(expiry(&mut d, &cfg).await, Expired::Session(Duration::from_secs(25)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn deadlines_carry_over_a_rest() {
+        let cfg = config(None, Some(10), Some(60));
+        let mut d = Deadlines::start(&cfg).expect("timeouts configured");
+        tokio::time::advance(Duration::from_secs(3)).await;
+        d.read();
+        let resting = d.rest(&cfg);
+        assert_eq!(resting.due(), Some(Instant::now() + Duration::from_secs(10)));
+        tokio::time::advance(Duration::from_secs(4)).await;
+        let mut d = Deadlines::wake(&resting, &cfg);
+        let start = Instant::now();
+        assert_eq!(expiry(&mut d, &cfg).await, Expired::Idle(Duration::from_secs(10)));
+        assert_eq!(Instant::now() - start, Duration::from_secs(6), "counted from the read, not the wake");
     }
 
     #[test]
