@@ -57,7 +57,7 @@ for round in $(seq "$RUNS"); do
   run hubcat stalled ingest "$WEB" --clients "$CLIENTS" --lines "$LINES"
   kill "$BROWSER" 2>/dev/null || true; wait "$BROWSER" 2>/dev/null || true
   run hubcat idle-console ingest "$WEB" --clients "$CLIENTS" --lines "$LINES"
-  run hubcat plain hold "$SERVE" --conns "$HOLD"
+  run hubcat plain hold "$SERVE" --conns "$HOLD" --settle 15s  # parked, and their memory returned
   run hubcat idle-console hold "$WEB" --conns "$HOLD"
   echo >&2
 done
