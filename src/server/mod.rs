@@ -97,13 +97,14 @@ impl Shared {
             room.connect(Arc::clone(&link));
             (link, frames)
         });
-        let parking = config.parks_idle().then(|| {
-            parking::Lot::new(config.park_after, descriptor_limit().min(config.max_conns))
+        let parking = match config.parks_idle() {
+            true => parking::Lot::new(config.park_after, descriptor_limit().min(config.max_conns))
                 .map_err(|err| tracing::warn!("idle connections will not be parked: {err}"))
-                .ok()
-        });
+                .ok(),
+            false => None,
+        };
         Shared {
-            parking: parking.flatten(),
+            parking,
             registry: Registry::new(config.max_conns, config.max_conns_per_ip, descriptor_limit()),
             room,
             cluster_frames: std::sync::Mutex::new(cluster_frames),

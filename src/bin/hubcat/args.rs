@@ -169,7 +169,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DURATION")]
     pub first_byte_timeout: Option<humantime::Duration>,
     /// In print mode, move a connection idle this long out of the runtime until it is readable
-    /// again: about a third of the memory, a little longer to wake (0: never; else at least
+    /// again: about a quarter of the memory, a little longer to wake (0: never; else at least
     /// 100ms). Not with TLS or --web.
     #[arg(long, value_name = "DURATION", default_value_t = DEFAULT_PARK_AFTER.into())]
     pub park_after: humantime::Duration,
