@@ -91,6 +91,7 @@ pub(super) async fn run(
     }
     metrics.push(probe(under_test, held.len() + failures).await);
     metrics.extend(wake_held(under_test, &mut held).await);
+    metrics.extend(wake_herd(under_test, &mut held).await);
     if let Some(spawned) = under_test.spawned.as_mut() {
         metrics.push(Metric::new("server_alive", f64::from(u8::from(spawned.is_running())), ""));
     }
@@ -157,6 +158,32 @@ async fn wake_held(under_test: &mut UnderTest, held: &mut [Conn]) -> Vec<Metric>
         Metric::new("held_client_served_p50", ms(0.5), "ms"),
         Metric::new("held_client_served_p99", ms(0.99), "ms"),
         Metric::new("held_client_not_served", f64::from(missed), "conns"),
+    ]
+}
+
+/// Every held connection sends a line at once: the time from the first write to the last line
+/// printed (a server that parks idle connections resumes them all together).
+async fn wake_herd(under_test: &mut UnderTest, held: &mut [Conn]) -> Vec<Metric> {
+    let Some(spawned) = under_test.spawned.as_mut() else { return Vec::new() };
+    let printed_before = spawned.lines();
+    let start = Instant::now();
+    let mut sent = 0;
+    for stream in held.iter_mut() {
+        if stream.write_all(b"herd\n").await.is_ok() {
+            sent += 1;
+        }
+    }
+    let written = start.elapsed();
+    let served = spawned.wait_for_lines(printed_before + sent, PRINT_STALL * 10).await;
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    vec![
+        Metric::new("herd", sent as f64, "conns"),
+        Metric::new("herd_written_in", ms(written), "ms"),
+        Metric::new(
+            "herd_served_in",
+            served.map_or(f64::NAN, |at| ms(at.saturating_duration_since(start))),
+            "ms",
+        ),
     ]
 }
 
