@@ -4,7 +4,7 @@
 //! | file | owns |
 //! |---|---|
 //! | `accept` | the accept loop: access rules, rate, caps, backoff, the reserve descriptor |
-//! | `conn` | one connection's life, the same in every mode (the hand-written future) |
+//! | `conn`, `conn/park` | one connection's life, the same in every mode (the hand-written future); leaving its task for the parking lot and back |
 //! | `wire` | a connection's bytes on the socket, plain or through TLS (rustls, sans-IO) |
 //! | `answer` | what a mode writes back: dispatch to `echo`, `relay` or `exec` |
 //! | `exec`, `process` | `--exec`: a command per connection and its pipes; its process group |
