@@ -10,6 +10,7 @@
 //! A parked connection's timeouts keep counting: the thread also sleeps until the soonest of
 //! them, and resumes the connection it belongs to, which then closes as timed out.
 
+use std::collections::BTreeSet;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
@@ -57,10 +58,10 @@ pub(super) struct IdleState {
     pub deadlines: Option<Box<Resting>>,
 }
 
-/// The parked connections, and the soonest deadline among them.
+/// The parked connections, and the deadlines of those that have any, soonest first.
 struct Table {
     parked: Slab<Parked>,
-    next_due: Option<Instant>,
+    dues: BTreeSet<(Instant, usize)>,
 }
 
 /// Idle connections outside the runtime, and the idle clock.
@@ -98,7 +99,7 @@ impl Lot {
             poll: Mutex::new(Some(poll)),
             table: Mutex::new(Table {
                 parked: Slab::with_capacity(capacity.min(MAX_RESERVED_SLOTS)),
-                next_due: None,
+                dues: BTreeSet::new(),
             }),
             epoch: AtomicU8::new(0),
             tick,
@@ -178,12 +179,15 @@ impl Lot {
                 self.could_not_park(&err);
                 return Err(parked);
             }
-            let due = parked.state.deadlines.as_ref().and_then(|d| d.due());
+            let due = due_of(&parked);
             entry.insert(parked);
-            if let Some(due) = due.filter(|due| table.next_due.is_none_or(|next| *due < next)) {
-                // The watching thread sleeps until the deadline it knew of: it must wake sooner.
-                table.next_due = Some(due);
-                let _ = self.waker.wake();
+            if let Some(due) = due {
+                let sooner = table.dues.first().is_none_or(|(next, _)| due < *next);
+                table.dues.insert((due, key));
+                if sooner {
+                    // The watching thread sleeps until the deadline it knew of: it must wake sooner.
+                    let _ = self.waker.wake();
+                }
             }
             key
         };
@@ -199,6 +203,9 @@ impl Lot {
         let parked = {
             let mut table = self.lock();
             let Some(parked) = table.parked.try_remove(key) else { return };
+            if let Some(due) = due_of(&parked) {
+                table.dues.remove(&(due, key));
+            }
             // Under the lock, so the key is not reused while the old registration stands.
             let _ = self.registry.deregister(&mut SourceFd(&parked.fd.as_raw_fd()));
             parked
@@ -211,7 +218,7 @@ impl Lot {
     pub fn resume_all(&self, shared: &Arc<Shared>) {
         let all: Vec<Parked> = {
             let mut table = self.lock();
-            table.next_due = None;
+            table.dues.clear();
             let all: Vec<Parked> = table.parked.drain().collect();
             for parked in &all {
                 let _ = self.registry.deregister(&mut SourceFd(&parked.fd.as_raw_fd()));
@@ -227,23 +234,16 @@ impl Lot {
     /// soonest deadline still to come.
     fn resume_due(&self, shared: &Arc<Shared>) -> Option<Instant> {
         let now = Instant::now();
-        let (due, next_due) = {
+        let mut due = Vec::new();
+        let next_due = {
             let mut table = self.lock();
-            if table.next_due.is_none_or(|next| next > now) {
-                return table.next_due;
+            while let Some(&(at, key)) = table.dues.first().filter(|(at, _)| *at <= now) {
+                table.dues.remove(&(at, key));
+                due.push(key);
             }
-            let mut due = Vec::new();
-            let mut next_due: Option<Instant> = None;
-            for (key, parked) in &table.parked {
-                match parked.state.deadlines.as_ref().and_then(|d| d.due()) {
-                    Some(at) if at <= now => due.push(key),
-                    Some(at) => next_due = Some(next_due.map_or(at, |next| next.min(at))),
-                    None => {}
-                }
-            }
-            table.next_due = next_due;
-            (due, next_due)
+            table.dues.first().map(|(at, _)| *at)
         };
+        // Only this thread takes connections out while serving, so each key is still theirs.
         for key in due {
             self.resume(key, shared);
         }
@@ -261,6 +261,11 @@ impl Drop for Lot {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// When a parked connection's next deadline falls, if it has any.
+fn due_of(parked: &Parked) -> Option<Instant> {
+    parked.state.deadlines.as_ref().and_then(|deadlines| deadlines.due())
 }
 
 /// The watching thread: resumes what turns readable, and ticks the idle clock.

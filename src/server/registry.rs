@@ -183,9 +183,12 @@ impl Registry {
     /// slots at a time so that admitting and closing connections never wait for all of them.
     pub fn wake_all(&self) {
         let mut from = 0;
+        let mut used = None;
         loop {
             let table = self.lock();
-            let used = table.wakers.iter().next_back().map_or(0, |(last, _)| last + 1);
+            // Found once: a slot filled later reads the phase after registering (see `advance`).
+            let used =
+                *used.get_or_insert_with(|| table.wakers.iter().next_back().map_or(0, |(last, _)| last + 1));
             let end = used.min(from + WAKE_BLOCK);
             for slot in from..end {
                 if let Some(waker) = table.wakers.get(slot) {
