@@ -179,7 +179,7 @@ impl Lot {
                 self.could_not_park(&err);
                 return Err(parked);
             }
-            let due = due_of(&parked);
+            let due = due_of(&parked, shared);
             entry.insert(parked);
             if let Some(due) = due {
                 let sooner = table.dues.first().is_none_or(|(next, _)| due < *next);
@@ -203,7 +203,7 @@ impl Lot {
         let parked = {
             let mut table = self.lock();
             let Some(parked) = table.parked.try_remove(key) else { return };
-            if let Some(due) = due_of(&parked) {
+            if let Some(due) = due_of(&parked, shared) {
                 table.dues.remove(&(due, key));
             }
             // Under the lock, so the key is not reused while the old registration stands.
@@ -263,9 +263,10 @@ impl Drop for Lot {
     }
 }
 
-/// When a parked connection's next deadline falls, if it has any.
-fn due_of(parked: &Parked) -> Option<Instant> {
-    parked.state.deadlines.as_ref().and_then(|deadlines| deadlines.due())
+/// When a parked connection's next deadline falls, if it has any (the same every time it is
+/// asked while the connection is parked: nothing it counts from changes).
+fn due_of(parked: &Parked, shared: &Shared) -> Option<Instant> {
+    parked.state.deadlines.as_ref().and_then(|deadlines| deadlines.due(&shared.config))
 }
 
 /// The watching thread: resumes what turns readable, and ticks the idle clock.

@@ -35,19 +35,18 @@ impl Expired {
     }
 }
 
-/// The deadlines of a parked connection: what they count from and when the next one falls,
-/// without a timer (the parking lot looks at `due`).
+/// The deadlines of a parked connection: only what they count from, without a timer (32
+/// bytes: the parking lot keeps when each falls in its own ordered index).
 #[derive(Clone, Copy, Debug)]
 pub struct Resting {
     opened: Instant,
     last_read: Option<Instant>,
-    due: Option<Instant>,
 }
 
 impl Resting {
     /// When the next deadline falls (`None`: never).
-    pub fn due(&self) -> Option<Instant> {
-        self.due
+    pub fn due(&self, config: &ServerConfig) -> Option<Instant> {
+        next_deadline(self.opened, self.last_read, config).map(|(at, _)| at)
     }
 }
 
@@ -73,16 +72,14 @@ impl Deadlines {
     }
 
     /// Gives up the timer for a connection that parks.
-    pub fn rest(self, config: &ServerConfig) -> Resting {
-        let due = self.next(config).map(|(at, _)| at);
-        Resting { opened: self.opened, last_read: self.last_read, due }
+    pub fn rest(self) -> Resting {
+        Resting { opened: self.opened, last_read: self.last_read }
     }
 
     /// The deadlines of a parked connection that has a task again.
     pub fn wake(resting: &Resting, config: &ServerConfig) -> Deadlines {
-        let Resting { opened, last_read, due } = *resting;
-        let mut deadlines =
-            Deadlines { sleep: Box::pin(sleep_until(due.unwrap_or(opened))), opened, last_read };
+        let Resting { opened, last_read } = *resting;
+        let mut deadlines = Deadlines { sleep: Box::pin(sleep_until(opened)), opened, last_read };
         if let Some((at, _)) = deadlines.next(config) {
             deadlines.sleep.as_mut().reset(at);
         }
@@ -110,18 +107,26 @@ impl Deadlines {
 
     /// The earliest deadline still to come, and what it is.
     fn next(&self, config: &ServerConfig) -> Option<(Instant, Expired)> {
-        // A deadline past what the clock can hold never comes.
-        let first_byte = match (config.first_byte_timeout, self.last_read) {
-            (Some(d), None) => self.opened.checked_add(d).map(|at| (at, Expired::FirstByte(d))),
-            _ => None,
-        };
-        let idle = config
-            .idle_timeout
-            .and_then(|d| Some((self.last_read.unwrap_or(self.opened).checked_add(d)?, Expired::Idle(d))));
-        let session =
-            config.max_duration.and_then(|d| Some((self.opened.checked_add(d)?, Expired::Session(d))));
-        [first_byte, idle, session].into_iter().flatten().min_by_key(|(at, _)| *at)
+        next_deadline(self.opened, self.last_read, config)
     }
+}
+
+/// The earliest deadline of a connection opened at `opened` that last read at `last_read`.
+fn next_deadline(
+    opened: Instant,
+    last_read: Option<Instant>,
+    config: &ServerConfig,
+) -> Option<(Instant, Expired)> {
+    // A deadline past what the clock can hold never comes.
+    let first_byte = match (config.first_byte_timeout, last_read) {
+        (Some(d), None) => opened.checked_add(d).map(|at| (at, Expired::FirstByte(d))),
+        _ => None,
+    };
+    let idle = config
+        .idle_timeout
+        .and_then(|d| Some((last_read.unwrap_or(opened).checked_add(d)?, Expired::Idle(d))));
+    let session = config.max_duration.and_then(|d| Some((opened.checked_add(d)?, Expired::Session(d))));
+    [first_byte, idle, session].into_iter().flatten().min_by_key(|(at, _)| *at)
 }
 
 #[cfg(test)]
@@ -171,8 +176,8 @@ mod tests {
         let mut d = Deadlines::start(&cfg).expect("timeouts configured");
         tokio::time::advance(Duration::from_secs(3)).await;
         d.read();
-        let resting = d.rest(&cfg);
-        assert_eq!(resting.due(), Some(Instant::now() + Duration::from_secs(10)));
+        let resting = d.rest();
+        assert_eq!(resting.due(&cfg), Some(Instant::now() + Duration::from_secs(10)));
         tokio::time::advance(Duration::from_secs(4)).await;
         let mut d = Deadlines::wake(&resting, &cfg);
         let start = Instant::now();

@@ -88,14 +88,13 @@ impl<S: Stream> Connection<S> {
         // connection and register the next one.
         self.shared.registry.forget_waker(self.slot);
         debug!("#{} {} idle: parked", self.id, self.peer);
-        let config = &self.shared.config;
         let deadlines = self.extras.take().and_then(|extras| extras.deadlines);
         let state = IdleState {
             transcript: std::mem::take(&mut self.transcript),
             peer: self.peer,
             id: self.id,
             slot: self.slot,
-            deadlines: deadlines.map(|deadlines| Box::new(deadlines.rest(config))),
+            deadlines: deadlines.map(|deadlines| Box::new(deadlines.rest())),
         };
         let parked = Parked { fd, resume: resume::<S>, state };
         match lot.park(parked, &self.shared) {
