@@ -95,6 +95,22 @@ struct Extras {
     tls_reported: bool,
 }
 
+impl Extras {
+    /// True when nothing but the deadlines is kept (what a parked connection can carry).
+    fn holds_only_deadlines(&self) -> bool {
+        self.capacity.is_none()
+            && self.ending.is_none()
+            && self.tls.is_none()
+            && !self.lingering
+            && self.live.is_none()
+    }
+
+    /// True when the box holds nothing at all (and can go).
+    fn is_empty(&self) -> bool {
+        self.holds_only_deadlines() && self.deadlines.is_none()
+    }
+}
+
 impl<S: Stream> Connection<S> {
     /// A connection admitted into registry slot `slot`; nothing happens until it is polled.
     pub(super) fn new(shared: Arc<Shared>, stream: S, peer: Peer, id: u64, slot: u32) -> Self {
@@ -556,14 +572,13 @@ fn poll_reserve<'a>(
 ) -> Poll<Result<Reserved<'a>, End>> {
     if let Some(wait) = extras.as_mut().and_then(|e| e.capacity.as_mut()) {
         let permit = ready!(wait.as_mut().poll(cx));
+        if let Some(e) = extras.as_mut() {
+            e.capacity = None;
+        }
         // Free the box too when it holds nothing else: an idle connection that once had to
         // wait keeps nothing of it.
-        if extras.as_ref().is_some_and(|e| {
-            e.deadlines.is_none() && e.ending.is_none() && e.tls.is_none() && e.live.is_none()
-        }) {
+        if extras.as_deref().is_some_and(Extras::is_empty) {
             *extras = None;
-        } else if let Some(e) = extras.as_mut() {
-            e.capacity = None;
         }
         return Poll::Ready(permit.map(Reserved::Owned).map_err(|_| End::OutputClosed));
     }

@@ -237,9 +237,8 @@ impl Lot {
         let mut due = Vec::new();
         let next_due = {
             let mut table = self.lock();
-            while let Some(&(at, key)) = table.dues.first().filter(|(at, _)| *at <= now) {
-                table.dues.remove(&(at, key));
-                due.push(key);
+            while table.dues.first().is_some_and(|(at, _)| *at <= now) {
+                due.extend(table.dues.pop_first().map(|(_, key)| key));
             }
             table.dues.first().map(|(at, _)| *at)
         };

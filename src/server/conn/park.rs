@@ -18,15 +18,6 @@ use crate::server::timer::{Deadlines, Resting};
 use crate::server::transcript::End;
 
 impl Extras {
-    /// True when nothing but the deadlines is kept (what a parked connection can carry).
-    fn holds_only_deadlines(&self) -> bool {
-        self.capacity.is_none()
-            && self.ending.is_none()
-            && self.tls.is_none()
-            && !self.lingering
-            && self.live.is_none()
-    }
-
     /// The extras of a connection back from the parking lot: its deadlines, if it had any.
     fn woken(deadlines: Option<Box<Resting>>, config: &ServerConfig) -> Option<Box<Extras>> {
         deadlines.map(|resting| {
@@ -65,11 +56,12 @@ impl<S: Stream> Connection<S> {
     /// times the deadlines count from are all there is to keep.
     pub(super) fn try_park(&mut self, cx: &mut Context<'_>) -> bool {
         let Some(lot) = self.shared.parking.as_ref() else { return false };
-        let idle = lot.is_running()
+        // Asked at every wait for input, so what a busy connection fails first comes first.
+        let idle = lot.is_idle(self.read_epoch)
+            && lot.is_running()
             && self.extras.as_deref().is_none_or(Extras::holds_only_deadlines)
             && self.answer.is_none()
             && self.greeted as usize >= greeting_len(&self.shared) as usize
-            && lot.is_idle(self.read_epoch)
             && self.shared.registry.phase() == Phase::Serving;
         if !idle {
             return false;
